@@ -1,0 +1,1 @@
+//! The DETR network on Burn.

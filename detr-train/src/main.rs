@@ -1,0 +1,3 @@
+fn main() {
+    println!("detr-train: not yet implemented");
+}
