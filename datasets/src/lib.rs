@@ -1,1 +1,8 @@
-//! COCO-format data for DETR.
+//! COCO-format detection data for DETR: the JSON model, validation, targets, transforms,
+//! padded batches, a synthetic dataset generator and COCO evaluation.
+
+pub mod batcher;
+pub mod coco;
+
+pub use batcher::{DetectionTarget, DetrBatch};
+pub use coco::{CocoAnnotation, CocoCategory, CocoFile, CocoImage};

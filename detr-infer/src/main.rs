@@ -1,1 +1,38 @@
-fn main() {}
+//! `detr-infer`: run, evaluate and inspect DETR detectors and COCO-format datasets.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod check_cmd;
+mod eval_cmd;
+
+/// Inference, evaluation and dataset tools for DETR.
+#[derive(Debug, Parser)]
+#[command(name = "detr-infer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a COCO-format dataset and print its statistics.
+    Check(check_cmd::CheckArgs),
+    /// Evaluate a COCO results file against ground truth (the 12 COCO numbers).
+    Eval(eval_cmd::EvalArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
+    }
+}
