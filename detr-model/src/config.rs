@@ -1,0 +1,218 @@
+//! [`DetrConfig`]: every model option of the original's command line, and the presets.
+
+use burn::config::Config;
+
+use crate::error::ModelError;
+
+/// ResNet depth used as DETR's backbone.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum BackboneKind {
+    /// ResNet-18 (basic blocks, 512 output channels at width 64).
+    Resnet18,
+    /// ResNet-34 (basic blocks, 512 output channels at width 64).
+    Resnet34,
+    /// ResNet-50 (bottleneck blocks, 2048 output channels at width 64).
+    Resnet50,
+    /// ResNet-101 (bottleneck blocks, 2048 output channels at width 64).
+    Resnet101,
+}
+
+impl BackboneKind {
+    /// Parses the original's names: `resnet18`, `resnet34`, `resnet50`, `resnet101`.
+    pub fn parse(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "resnet18" => Ok(Self::Resnet18),
+            "resnet34" => Ok(Self::Resnet34),
+            "resnet50" => Ok(Self::Resnet50),
+            "resnet101" => Ok(Self::Resnet101),
+            other => Err(ModelError::InvalidConfig(format!(
+                "unknown backbone `{other}` (expected resnet18, resnet34, resnet50 or resnet101)"
+            ))),
+        }
+    }
+
+    /// The original's name of this backbone.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Resnet18 => "resnet18",
+            Self::Resnet34 => "resnet34",
+            Self::Resnet50 => "resnet50",
+            Self::Resnet101 => "resnet101",
+        }
+    }
+
+    /// Blocks in layer1..layer4.
+    pub fn blocks(&self) -> [usize; 4] {
+        match self {
+            Self::Resnet18 => [2, 2, 2, 2],
+            Self::Resnet34 | Self::Resnet50 => [3, 4, 6, 3],
+            Self::Resnet101 => [3, 4, 23, 3],
+        }
+    }
+
+    /// Whether the blocks are bottlenecks (expansion 4) rather than basic blocks (expansion 1).
+    pub fn is_bottleneck(&self) -> bool {
+        matches!(self, Self::Resnet50 | Self::Resnet101)
+    }
+
+    /// Channel expansion of the last convolution of a block.
+    pub fn expansion(&self) -> usize {
+        if self.is_bottleneck() {
+            4
+        } else {
+            1
+        }
+    }
+}
+
+/// Position embedding added to the encoder's queries and keys.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum PositionEmbeddingKind {
+    /// Fixed 2-D sine/cosine embedding (the default, `v2`/`sine` in the original).
+    Sine,
+    /// Learned row and column embeddings (`v3`/`learned`), for feature maps up to 50×50.
+    Learned,
+}
+
+impl PositionEmbeddingKind {
+    /// Parses `sine` (or `v2`) and `learned` (or `v3`).
+    pub fn parse(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "sine" | "v2" => Ok(Self::Sine),
+            "learned" | "v3" => Ok(Self::Learned),
+            other => Err(ModelError::InvalidConfig(format!(
+                "unknown position embedding `{other}` (expected sine or learned)"
+            ))),
+        }
+    }
+}
+
+/// Configuration of a DETR model, with the original's option names and defaults (DETR-R50).
+#[derive(Config, Debug, PartialEq)]
+pub struct DetrConfig {
+    /// Backbone: `resnet18`, `resnet34`, `resnet50` or `resnet101`.
+    #[config(default = "String::from(\"resnet50\")")]
+    pub backbone: String,
+    /// Channels of the ResNet stem and `layer1` (64 in torchvision). Narrower widths make
+    /// small CPU models and test fixtures; official weights need 64.
+    #[config(default = 64)]
+    pub backbone_width: usize,
+    /// DC5: replace the stride of `layer4` by a dilation of 2.
+    #[config(default = false)]
+    pub dilation: bool,
+    /// `sine` or `learned`.
+    #[config(default = "String::from(\"sine\")")]
+    pub position_embedding: String,
+    /// Encoder layers.
+    #[config(default = 6)]
+    pub enc_layers: usize,
+    /// Decoder layers.
+    #[config(default = 6)]
+    pub dec_layers: usize,
+    /// Hidden size of the transformer's feed-forward blocks.
+    #[config(default = 2048)]
+    pub dim_feedforward: usize,
+    /// Transformer width (and the size of the position embedding).
+    #[config(default = 256)]
+    pub hidden_dim: usize,
+    /// Dropout in the transformer.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Attention heads.
+    #[config(default = 8)]
+    pub nheads: usize,
+    /// Object queries (maximum detections per image).
+    #[config(default = 100)]
+    pub num_queries: usize,
+    /// Pre-norm transformer layers (post-norm when false, the original's default).
+    #[config(default = false)]
+    pub pre_norm: bool,
+    /// Return the outputs of every decoder layer (auxiliary decoding losses).
+    #[config(default = true)]
+    pub aux_loss: bool,
+    /// Number of classes = max category id + 1 (91 for COCO); the head has one more output
+    /// for "no object".
+    #[config(default = 91)]
+    pub num_classes: usize,
+}
+
+/// The names accepted by [`DetrConfig::preset`].
+pub const PRESETS: [&str; 5] = ["r50", "r50-dc5", "r101", "r101-dc5", "tiny"];
+
+impl DetrConfig {
+    /// A named preset: `r50`, `r50-dc5`, `r101`, `r101-dc5` (the original's models) or `tiny`.
+    ///
+    /// `tiny` is sized to learn on a 2-core CPU: ResNet-18 at half width (`backbone_width` 32,
+    /// so `layer4` gives 256 channels), hidden 128, 4 heads, 2 encoder and 2 decoder layers,
+    /// feed-forward 512 and 30 queries.
+    pub fn preset(name: &str) -> Result<Self, ModelError> {
+        let base = Self::new();
+        match name {
+            "r50" => Ok(base),
+            "r50-dc5" => Ok(base.with_dilation(true)),
+            "r101" => Ok(base.with_backbone("resnet101".into())),
+            "r101-dc5" => Ok(base.with_backbone("resnet101".into()).with_dilation(true)),
+            "tiny" => Ok(base
+                .with_backbone("resnet18".into())
+                .with_backbone_width(32)
+                .with_hidden_dim(128)
+                .with_nheads(4)
+                .with_enc_layers(2)
+                .with_dec_layers(2)
+                .with_dim_feedforward(512)
+                .with_num_queries(30)),
+            other => Err(ModelError::InvalidConfig(format!(
+                "unknown preset `{other}` (expected one of {})",
+                PRESETS.join(", ")
+            ))),
+        }
+    }
+
+    /// The parsed backbone kind.
+    pub fn backbone_kind(&self) -> Result<BackboneKind, ModelError> {
+        BackboneKind::parse(&self.backbone)
+    }
+
+    /// The parsed position embedding kind.
+    pub fn position_embedding_kind(&self) -> Result<PositionEmbeddingKind, ModelError> {
+        PositionEmbeddingKind::parse(&self.position_embedding)
+    }
+
+    /// Channels of the backbone's output (`layer4`).
+    pub fn backbone_channels(&self) -> Result<usize, ModelError> {
+        let kind = self.backbone_kind()?;
+        Ok(self.backbone_width * 8 * kind.expansion())
+    }
+
+    /// Checks that the options are consistent, with a message naming the bad option.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        self.backbone_kind()?;
+        self.position_embedding_kind()?;
+        let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
+        if self.backbone_width == 0 {
+            return bad("backbone_width must be positive".into());
+        }
+        if self.hidden_dim == 0 || self.nheads == 0 || self.hidden_dim % self.nheads != 0 {
+            return bad(format!(
+                "hidden_dim ({}) must be a positive multiple of nheads ({})",
+                self.hidden_dim, self.nheads
+            ));
+        }
+        if self.hidden_dim % 2 != 0 {
+            return bad(format!("hidden_dim ({}) must be even", self.hidden_dim));
+        }
+        if self.dec_layers == 0 {
+            return bad("dec_layers must be at least 1".into());
+        }
+        if self.num_queries == 0 {
+            return bad("num_queries must be at least 1".into());
+        }
+        if self.num_classes == 0 {
+            return bad("num_classes must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout ({}) must be in [0, 1)", self.dropout));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,43 @@
+//! Errors of the model crate.
+
+use std::path::PathBuf;
+
+/// Errors from building a model or loading its weights.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An inconsistent or unknown configuration option.
+    #[error("invalid DETR configuration: {0}")]
+    InvalidConfig(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not a checkpoint of a supported format.
+    #[error("{path}: not a readable checkpoint: {message}")]
+    NotACheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A checkpoint that does not fit the model (another architecture, or wrong shapes).
+    #[error("{path}: checkpoint does not match the model: {message}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
+    /// Saving or loading a native Burn record failed.
+    #[error("{path}: Burn record error: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The recorder's message.
+        message: String,
+    },
+}
