@@ -13,6 +13,7 @@ pub mod params;
 pub mod position;
 pub mod postprocess;
 pub mod transformer;
+pub mod weights;
 
 pub use config::{BackboneKind, DetrConfig, PositionEmbeddingKind, PRESETS};
 pub use detr::{Detr, DetrIntermediates, DetrOutput, Mlp};
