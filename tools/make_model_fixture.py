@@ -64,6 +64,8 @@ QK_GAIN = 2.0  # query/key projection gain over Xavier: sharper attention, disti
 BOX_GAIN = 3.0  # last box-MLP layer weight std = BOX_GAIN / sqrt(hidden)
 
 BRANCH_END_WEIGHT = (0.2, 0.5)  # U(lo, hi) weight of the last FrozenBN of each residual branch
+FFN_ROW_CENTRE = True
+VO_GAIN = 0.6  # value and out_proj gain over Xavier
 HEAD_STD = 1.0  # std of the calibrated class/box pre-activations
 POS_STD = 0.5  # learned row/col embeddings ~ N(0, POS_STD)
 
@@ -523,8 +525,11 @@ def make_nontrivial(model, seed, calib_images):
       U(0.82, 1.22) + 1e-3, weight U(0.6, 1.4) (U(0.2, 0.5) for the last BN of each residual
       branch), bias N(0.05, 0.25);
     - transformer: Xavier-uniform (as the original), then query/key projections x QK_GAIN,
-      value projections, out_proj and FFN x1.2; every bias N(0, 0.2); LayerNorm weight
-      U(0.7, 1.3), bias N(0, 0.2);
+      value projections and out_proj x VO_GAIN, FFN x1.2 with the rows of linear2 centred
+      (FFN_ROW_CENTRE); every bias N(0, 0.2); LayerNorm weight U(0.7, 1.3), bias N(0, 0.2).
+      (With Xavier alone, or larger value gains, the common component that diffuse attention
+      and the FFN add to every token drowns the per-token signal after a few post-norm layers
+      and the queries come out identical);
     - input_proj: Kaiming-uniform, bias centring the projected calibration features per channel
       plus N(0, 0.2); query_embed N(0, 1); learned row/col embeddings N(0, POS_STD);
     - heads: class_embed weight std 3/sqrt(d), bias std 0.5; box MLP hidden layers
@@ -567,16 +572,21 @@ def make_nontrivial(model, seed, calib_images):
         if isinstance(m, MultiheadAttention):
             xavier_uniform(m.in_proj_weight)
             m.in_proj_weight[: 2 * d] *= QK_GAIN
-            m.in_proj_weight[2 * d:] *= 1.2
+            m.in_proj_weight[2 * d:] *= VO_GAIN
             m.in_proj_bias.copy_(randn(3 * d, std=0.2))
             xavier_uniform(m.out_proj.weight)
-            m.out_proj.weight *= 1.2
+            m.out_proj.weight *= VO_GAIN
             m.out_proj.bias.copy_(randn(d, std=0.2))
         elif isinstance(m, (EncoderLayer, DecoderLayer)):
             for lin in (m.linear1, m.linear2):
                 xavier_uniform(lin.weight)
                 lin.weight *= 1.2
                 lin.bias.copy_(randn(lin.bias.shape[0], std=0.2))
+            if FFN_ROW_CENTRE:
+                # rows of linear2 sum to zero: the mean of relu(linear1(x)) (the same for every
+                # token) no longer adds a common vector to all tokens, which over 6 post-norm
+                # layers would drown the per-token signal and make all queries identical
+                m.linear2.weight -= m.linear2.weight.mean(dim=1, keepdim=True)
         elif isinstance(m, nn.LayerNorm):
             m.weight.copy_(rand(d, lo=0.7, hi=1.3))
             m.bias.copy_(randn(d, std=0.2))
