@@ -1,0 +1,548 @@
+//! DETR's Hungarian matcher: a one-to-one assignment between predictions and targets.
+//!
+//! For every decoder layer `l` and image `b` the cost of giving query `q` the target `t` is
+//!
+//! ```text
+//! C[l, b, q, t] = cost_bbox · ‖box[q] − tgt[t]‖₁ (cxcywh)
+//!               − cost_class · softmax(logits[q])[label[t]]
+//!               − cost_giou · GIoU(xyxy(box[q]), xyxy(tgt[t]))
+//! ```
+//!
+//! The costs of **all layers and images** are computed on the device in one batched
+//! computation (targets padded to the largest count of the batch, see [`TargetBatch`]) and
+//! read back to the host in **one transfer**. Each image's `[Q, T]` block is then solved on
+//! the CPU with `pathfinding`'s Kuhn–Munkres (minimum-cost assignment); an image without
+//! targets matches nothing. When an image has more targets than queries every query is
+//! matched and the surplus targets are left out, as `scipy.optimize.linear_sum_assignment`
+//! does.
+//!
+//! # From float costs to integer weights
+//!
+//! `kuhn_munkres` needs an exact, totally ordered weight type, so each cost matrix is turned
+//! into fixed point: it is multiplied by a power of two `2^k` chosen so that its largest
+//! absolute entry lies in `[2^35, 2^36)` ([`FIXED_POINT_BITS`]), rounded to the nearest
+//! `i64`, and negated (the solver maximises). The rounding error of an entry is at most
+//! `2^-36 · max|C|`, about `1.5e-11` relative to the largest cost, far below float32's own
+//! resolution (`6e-8` relative). An assignment is therefore only changed by the conversion
+//! if two assignments' float costs differ by less than `n · 2^-36 · max|C|` (`n` = number of
+//! matched pairs), i.e. when they are tied up to float noise anyway. Sums stay below `2^63`
+//! for any matrix with fewer than `2^26` rows.
+//!
+//! # Non-finite costs
+//!
+//! A NaN or infinite cost (from NaN logits or boxes, or degenerate targets) is reported as
+//! [`MatcherError::NonFiniteCost`] with its position; the matcher never panics on them and
+//! never silently returns a wrong match.
+
+use burn::config::Config;
+use burn::tensor::{activation::softmax, backend::Backend, Int, Tensor, TensorData};
+use datasets::DetectionTarget;
+use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::matrix::Matrix;
+
+use crate::box_pairs::paired_giou_cxcywh;
+
+/// Number of bits of the fixed-point weights given to Kuhn–Munkres: the largest absolute
+/// cost of each matrix is scaled into `[2^(FIXED_POINT_BITS-1), 2^FIXED_POINT_BITS)`.
+pub const FIXED_POINT_BITS: i32 = 36;
+
+/// Box used to pad the targets of images with fewer targets than the batch's largest count.
+/// Any valid box works: the padded columns of the cost matrices are never read.
+const PAD_BOX: [f32; 4] = [0.5, 0.5, 1.0, 1.0];
+
+/// Errors of the matcher (and of the target upload it shares with the criterion).
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum MatcherError {
+    /// The matcher's cost weights are invalid.
+    #[error("invalid matcher config: {0}")]
+    InvalidConfig(String),
+    /// Logits, boxes and targets disagree in shape.
+    #[error("shape mismatch: {0}")]
+    ShapeMismatch(String),
+    /// A target label is not a valid class index.
+    #[error(
+        "image {image}, target {target}: label {label} is out of range \
+         (num_classes = {num_classes}; labels must be < num_classes)"
+    )]
+    LabelOutOfRange {
+        /// Image index in the batch.
+        image: usize,
+        /// Target index in the image.
+        target: usize,
+        /// The offending label.
+        label: usize,
+        /// Number of object classes (logits have one more column, for no-object).
+        num_classes: usize,
+    },
+    /// A target box is not finite or has a negative width or height.
+    #[error(
+        "image {image}, target {target}: invalid box {value:?} (cxcywh must be finite, w, h >= 0)"
+    )]
+    InvalidTargetBox {
+        /// Image index in the batch.
+        image: usize,
+        /// Target index in the image.
+        target: usize,
+        /// The offending box.
+        value: [f32; 4],
+    },
+    /// A matching cost is NaN or infinite (usually NaN/inf logits or predicted boxes).
+    #[error(
+        "non-finite matching cost {value} at decoder layer {layer}, image {image}, query {query}, \
+         target {target}: check the model outputs for NaN/inf (diverged training?)"
+    )]
+    NonFiniteCost {
+        /// Decoder layer (0-based; the last is the final layer).
+        layer: usize,
+        /// Image index in the batch.
+        image: usize,
+        /// Query index.
+        query: usize,
+        /// Target index in the image.
+        target: usize,
+        /// The cost value.
+        value: f32,
+    },
+    /// Reading the cost matrices back from the device failed.
+    #[error("reading tensors back from the device failed: {0}")]
+    Readback(String),
+}
+
+/// The matched pairs of one image: `queries[i]` is assigned `targets[i]`, sorted by query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageMatch {
+    /// Query (prediction) indices, ascending.
+    pub queries: Vec<usize>,
+    /// Target indices, `targets[i]` matched to `queries[i]`.
+    pub targets: Vec<usize>,
+}
+
+impl ImageMatch {
+    /// Number of matched pairs.
+    pub fn len(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Whether nothing was matched.
+    pub fn is_empty(&self) -> bool {
+        self.queries.is_empty()
+    }
+}
+
+/// Configuration of [`HungarianMatcher`]: relative weights of the three matching costs.
+#[derive(Config, Debug)]
+pub struct HungarianMatcherConfig {
+    /// Weight of the classification cost (`−p[target class]`).
+    #[config(default = 1.0)]
+    pub cost_class: f32,
+    /// Weight of the L1 box cost (cxcywh).
+    #[config(default = 5.0)]
+    pub cost_bbox: f32,
+    /// Weight of the GIoU cost (`−GIoU`).
+    #[config(default = 2.0)]
+    pub cost_giou: f32,
+}
+
+impl HungarianMatcherConfig {
+    /// Builds the matcher. Weights must be finite and not all zero.
+    pub fn init(&self) -> Result<HungarianMatcher, MatcherError> {
+        let w = [self.cost_class, self.cost_bbox, self.cost_giou];
+        if w.iter().any(|v| !v.is_finite()) {
+            return Err(MatcherError::InvalidConfig(format!(
+                "cost weights must be finite, got {w:?}"
+            )));
+        }
+        if w.iter().all(|v| *v == 0.0) {
+            return Err(MatcherError::InvalidConfig("all cost weights are 0".into()));
+        }
+        Ok(HungarianMatcher {
+            cost_class: self.cost_class,
+            cost_bbox: self.cost_bbox,
+            cost_giou: self.cost_giou,
+        })
+    }
+}
+
+/// The targets of a batch on the device, padded to the largest target count `T` of the batch.
+///
+/// Built once per batch (one upload for the boxes, one for the labels) and shared by the
+/// matcher and the criterion.
+#[derive(Debug, Clone)]
+pub struct TargetBatch<B: Backend> {
+    /// `[B, T, 4]` cxcywh boxes; padding rows hold a dummy valid box. `None` when `T = 0`.
+    pub boxes: Option<Tensor<B, 3>>,
+    /// `[B, T]` labels; padding holds 0. `None` when `T = 0`.
+    pub labels: Option<Tensor<B, 2, Int>>,
+    /// Number of targets of each image.
+    pub counts: Vec<usize>,
+    /// Labels of each image, on the host.
+    pub host_labels: Vec<Vec<usize>>,
+    /// Largest target count of the batch (`T`).
+    pub max_targets: usize,
+}
+
+impl<B: Backend> TargetBatch<B> {
+    /// Validates the targets (labels `< num_classes`, finite boxes with `w, h ≥ 0`) and uploads
+    /// them to `device`.
+    pub fn new(
+        targets: &[DetectionTarget],
+        num_classes: usize,
+        device: &B::Device,
+    ) -> Result<Self, MatcherError> {
+        let mut counts = Vec::with_capacity(targets.len());
+        for (image, t) in targets.iter().enumerate() {
+            if t.boxes.len() != t.labels.len() {
+                return Err(MatcherError::ShapeMismatch(format!(
+                    "image {image}: {} boxes but {} labels",
+                    t.boxes.len(),
+                    t.labels.len()
+                )));
+            }
+            for (target, (bx, &label)) in t.boxes.iter().zip(&t.labels).enumerate() {
+                if label >= num_classes {
+                    return Err(MatcherError::LabelOutOfRange {
+                        image,
+                        target,
+                        label,
+                        num_classes,
+                    });
+                }
+                if bx.iter().any(|v| !v.is_finite()) || bx[2] < 0.0 || bx[3] < 0.0 {
+                    return Err(MatcherError::InvalidTargetBox {
+                        image,
+                        target,
+                        value: *bx,
+                    });
+                }
+            }
+            counts.push(t.boxes.len());
+        }
+        let host_labels: Vec<Vec<usize>> = targets.iter().map(|t| t.labels.clone()).collect();
+        let max_targets = counts.iter().copied().max().unwrap_or(0);
+        let batch = targets.len();
+        if max_targets == 0 {
+            return Ok(Self {
+                boxes: None,
+                labels: None,
+                counts,
+                host_labels,
+                max_targets,
+            });
+        }
+        let mut boxes = Vec::with_capacity(batch * max_targets * 4);
+        let mut labels = Vec::with_capacity(batch * max_targets);
+        for t in targets {
+            for j in 0..max_targets {
+                boxes.extend_from_slice(t.boxes.get(j).unwrap_or(&PAD_BOX));
+                labels.push(t.labels.get(j).map_or(0, |&l| l as i64));
+            }
+        }
+        let boxes = Tensor::from_data(TensorData::new(boxes, [batch, max_targets, 4]), device);
+        let labels = Tensor::from_data(TensorData::new(labels, [batch, max_targets]), device);
+        Ok(Self {
+            boxes: Some(boxes),
+            labels: Some(labels),
+            counts,
+            host_labels,
+            max_targets,
+        })
+    }
+
+    /// Number of images.
+    pub fn batch_size(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Total number of targets of the batch.
+    pub fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+}
+
+/// DETR's Hungarian matcher (see the [module documentation](self)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HungarianMatcher {
+    cost_class: f32,
+    cost_bbox: f32,
+    cost_giou: f32,
+}
+
+impl Default for HungarianMatcher {
+    fn default() -> Self {
+        Self {
+            cost_class: 1.0,
+            cost_bbox: 5.0,
+            cost_giou: 2.0,
+        }
+    }
+}
+
+impl HungarianMatcher {
+    /// Matches every decoder layer of a batch.
+    ///
+    /// `logits: [L, B, Q, num_classes + 1]`, `boxes: [L, B, Q, 4]` (cxcywh, after sigmoid).
+    /// Returns `matches[layer][image]`. Costs go to the host in one transfer.
+    pub fn match_layers<B: Backend>(
+        &self,
+        logits: Tensor<B, 4>,
+        boxes: Tensor<B, 4>,
+        targets: &TargetBatch<B>,
+    ) -> Result<Vec<Vec<ImageMatch>>, MatcherError> {
+        let [layers, batch, queries, _] = logits.dims();
+        let Some(costs) = self.cost_matrices(logits, boxes, targets)? else {
+            return Ok(vec![vec![ImageMatch::default(); batch]; layers]);
+        };
+        let data = costs
+            .try_into_data()
+            .map_err(|e| MatcherError::Readback(format!("{e:?}")))?;
+        let values = data
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| MatcherError::Readback(format!("{e:?}")))?;
+        solve_cost_matrices(
+            &values,
+            [layers, batch, queries, targets.max_targets],
+            &targets.counts,
+        )
+    }
+
+    /// Convenience for one layer and host targets: `logits: [B, Q, C+1]`, `boxes: [B, Q, 4]`.
+    pub fn match_batch<B: Backend>(
+        &self,
+        logits: Tensor<B, 3>,
+        boxes: Tensor<B, 3>,
+        targets: &[DetectionTarget],
+    ) -> Result<Vec<ImageMatch>, MatcherError> {
+        let num_classes = logits.dims()[2].saturating_sub(1);
+        let device = logits.device();
+        let tb = TargetBatch::new(targets, num_classes, &device)?;
+        let mut layers = self.match_layers(logits.unsqueeze_dim(0), boxes.unsqueeze_dim(0), &tb)?;
+        Ok(layers.pop().unwrap_or_default())
+    }
+
+    /// The matching costs `[L, B, Q, T]` on the device (`T` = the batch's largest target count;
+    /// columns `≥ counts[b]` of image `b` are padding). `None` when the batch has no target.
+    ///
+    /// Computed without gradient tracking.
+    pub fn cost_matrices<B: Backend>(
+        &self,
+        logits: Tensor<B, 4>,
+        boxes: Tensor<B, 4>,
+        targets: &TargetBatch<B>,
+    ) -> Result<Option<Tensor<B, 4>>, MatcherError> {
+        let [layers, batch, queries, classes] = logits.dims();
+        let bdims = boxes.dims();
+        if bdims != [layers, batch, queries, 4] {
+            return Err(MatcherError::ShapeMismatch(format!(
+                "logits {:?} and boxes {bdims:?} (expected [L, B, Q, 4])",
+                logits.dims()
+            )));
+        }
+        if targets.batch_size() != batch {
+            return Err(MatcherError::ShapeMismatch(format!(
+                "{} targets for a batch of {batch}",
+                targets.batch_size()
+            )));
+        }
+        if classes < 2 {
+            return Err(MatcherError::ShapeMismatch(format!(
+                "logits have {classes} columns; need num_classes + 1 >= 2"
+            )));
+        }
+        if let Some((image, target, label)) = targets
+            .host_labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ls)| ls.iter().enumerate().map(move |(j, &l)| (i, j, l)))
+            .find(|&(_, _, l)| l >= classes - 1)
+        {
+            return Err(MatcherError::LabelOutOfRange {
+                image,
+                target,
+                label,
+                num_classes: classes - 1,
+            });
+        }
+        let (Some(tgt_boxes), Some(tgt_labels)) = (&targets.boxes, &targets.labels) else {
+            return Ok(None);
+        };
+        if queries == 0 || layers == 0 || batch == 0 {
+            return Ok(None);
+        }
+        let t = targets.max_targets;
+        let shape = [layers, batch, queries, t];
+
+        let prob = softmax(logits.detach(), 3);
+        let label_index = tgt_labels.clone().reshape([1, batch, 1, t]).expand(shape);
+        let cost_class = prob.gather(3, label_index);
+
+        let pred = boxes
+            .detach()
+            .reshape([layers, batch, queries, 1, 4])
+            .expand([layers, batch, queries, t, 4]);
+        let tgt = tgt_boxes
+            .clone()
+            .reshape([1, batch, 1, t, 4])
+            .expand([layers, batch, queries, t, 4]);
+        let cost_bbox = (pred.clone() - tgt.clone()).abs().sum_dim(4).reshape(shape);
+        let giou = paired_giou_cxcywh(pred, tgt).reshape(shape);
+
+        let cost = cost_bbox.mul_scalar(self.cost_bbox)
+            - cost_class.mul_scalar(self.cost_class)
+            - giou.mul_scalar(self.cost_giou);
+        Ok(Some(cost))
+    }
+}
+
+/// Solves the blocks of host cost matrices laid out `[L, B, Q, T]` (row-major), image `b`
+/// using its first `counts[b]` columns. Returns `matches[layer][image]`.
+pub fn solve_cost_matrices(
+    costs: &[f32],
+    shape: [usize; 4],
+    counts: &[usize],
+) -> Result<Vec<Vec<ImageMatch>>, MatcherError> {
+    let [layers, batch, queries, t] = shape;
+    if costs.len() != layers * batch * queries * t || counts.len() != batch {
+        return Err(MatcherError::ShapeMismatch(format!(
+            "{} costs for shape {shape:?}, {} counts",
+            costs.len(),
+            counts.len()
+        )));
+    }
+    if let Some(&c) = counts.iter().find(|&&c| c > t) {
+        return Err(MatcherError::ShapeMismatch(format!(
+            "target count {c} exceeds padded width {t}"
+        )));
+    }
+    let mut out = Vec::with_capacity(layers);
+    let mut block = Vec::new();
+    for layer in 0..layers {
+        let mut row = Vec::with_capacity(batch);
+        for (image, &n) in counts.iter().enumerate() {
+            let base = (layer * batch + image) * queries * t;
+            block.clear();
+            for q in 0..queries {
+                let start = base + q * t;
+                block.extend_from_slice(&costs[start..start + n]);
+            }
+            let m = solve_assignment(&block, queries, n).map_err(|e| match e {
+                AssignmentError::NonFinite { row, col, value } => MatcherError::NonFiniteCost {
+                    layer,
+                    image,
+                    query: row,
+                    target: col,
+                    value,
+                },
+                AssignmentError::Shape(s) => MatcherError::ShapeMismatch(s),
+            })?;
+            row.push(m);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// Error of [`solve_assignment`].
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum AssignmentError {
+    /// A cost is NaN or infinite.
+    #[error("non-finite cost {value} at row {row}, column {col}")]
+    NonFinite {
+        /// Row (query) index.
+        row: usize,
+        /// Column (target) index.
+        col: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The buffer does not hold `rows × cols` values.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// Minimum-cost assignment of a `rows × cols` row-major cost matrix (rows = queries,
+/// columns = targets), `min(rows, cols)` pairs, sorted by row. See the module
+/// documentation for the fixed-point conversion and its precision.
+pub fn solve_assignment(
+    cost: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<ImageMatch, AssignmentError> {
+    if cost.len() != rows * cols {
+        return Err(AssignmentError::Shape(format!(
+            "{} costs for a {rows}x{cols} matrix",
+            cost.len()
+        )));
+    }
+    if rows == 0 || cols == 0 {
+        return Ok(ImageMatch::default());
+    }
+    let mut max_abs = 0.0f64;
+    for (i, &c) in cost.iter().enumerate() {
+        if !c.is_finite() {
+            return Err(AssignmentError::NonFinite {
+                row: i / cols,
+                col: i % cols,
+                value: c,
+            });
+        }
+        max_abs = max_abs.max(f64::from(c).abs());
+    }
+    let scale = fixed_point_scale(max_abs);
+    let weight = |c: f32| -> i64 { -(f64::from(c) * scale).round() as i64 };
+    // Kuhn–Munkres needs rows <= columns: put the smaller side on the rows.
+    let transpose = rows > cols;
+    let (nr, nc) = if transpose {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    let values: Vec<i64> = if transpose {
+        (0..nr)
+            .flat_map(|r| (0..nc).map(move |c| (c, r)))
+            .map(|(q, t)| weight(cost[q * cols + t]))
+            .collect()
+    } else {
+        cost.iter().map(|&c| weight(c)).collect()
+    };
+    let matrix = Matrix::from_vec(nr, nc, values)
+        .map_err(|e| AssignmentError::Shape(format!("cost matrix: {e:?}")))?;
+    let (_, assignment) = kuhn_munkres(&matrix);
+    let mut pairs: Vec<(usize, usize)> = assignment
+        .into_iter()
+        .enumerate()
+        .map(|(r, c)| if transpose { (c, r) } else { (r, c) })
+        .collect();
+    pairs.sort_unstable();
+    Ok(ImageMatch {
+        queries: pairs.iter().map(|p| p.0).collect(),
+        targets: pairs.iter().map(|p| p.1).collect(),
+    })
+}
+
+/// The power of two that maps `max_abs` into `[2^(FIXED_POINT_BITS-1), 2^FIXED_POINT_BITS)`.
+fn fixed_point_scale(max_abs: f64) -> f64 {
+    if max_abs == 0.0 {
+        return 1.0;
+    }
+    // max_abs < 2^e
+    let e = max_abs.log2().floor() as i32 + 1;
+    2f64.powi(FIXED_POINT_BITS - e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_bounds() {
+        for &m in &[1e-30, 0.3, 1.0, 2.0, 17.5, 1e30, f32::MAX as f64] {
+            let s = fixed_point_scale(m);
+            let v = m * s;
+            assert!(
+                v >= 2f64.powi(FIXED_POINT_BITS - 1) && v < 2f64.powi(FIXED_POINT_BITS),
+                "{m}: {v}"
+            );
+        }
+    }
+}
