@@ -3,6 +3,8 @@
 
 pub mod batcher;
 pub mod coco;
+pub mod coco_eval;
+pub mod results;
 
 pub use batcher::{DetectionTarget, DetrBatch};
 pub use coco::{CocoAnnotation, CocoCategory, CocoFile, CocoImage};
