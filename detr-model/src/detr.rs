@@ -207,7 +207,8 @@ impl<B: Backend> Detr<B> {
         self
     }
 
-    /// Number of trainable parameters (those that require gradients).
+    /// Number of trainable parameters (those that require gradients). Gradient requirements
+    /// exist only on an autodiff backend: on a plain backend this is 0.
     pub fn num_trainable_params(&self) -> usize {
         crate::params::count_params(self, true)
     }

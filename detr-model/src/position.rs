@@ -60,7 +60,7 @@ impl SinePositionEmbedding {
         let [b, h, w] = mask.dims();
         let device = mask.device();
         let n = self.num_pos_feats;
-        let not_mask = mask.bool_not().float();
+        let not_mask = mask.float().neg().add_scalar(1.0);
         let mut y_embed = not_mask.clone().cumsum(1);
         let mut x_embed = not_mask.cumsum(2);
         if self.normalize {

@@ -7,6 +7,8 @@ use detr_model::weights::official_layout;
 use detr_model::DetrConfig;
 
 type B = Flex;
+/// Gradient requirements only exist on an autodiff backend.
+type AD = burn::backend::Autodiff<Flex>;
 
 fn reference(name: &str) -> BTreeMap<String, Vec<usize>> {
     let path = format!("{}/tests/fixtures/reference/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -26,7 +28,7 @@ fn reference(name: &str) -> BTreeMap<String, Vec<usize>> {
 
 #[test]
 fn r50_has_the_originals_trainable_parameters_and_state_dict() {
-    let model = DetrConfig::preset("r50").unwrap().init::<B>(&Default::default()).unwrap();
+    let model = DetrConfig::preset("r50").unwrap().init::<AD>(&Default::default()).unwrap();
     assert_eq!(model.num_trainable_params(), 41_302_368);
     let ours: BTreeMap<String, Vec<usize>> =
         official_layout(&model).into_iter().map(|e| (e.name, e.shape)).collect();
@@ -64,7 +66,7 @@ fn hf_names_map_onto_the_official_layout() {
 
 #[test]
 fn stem_and_layer1_are_frozen_and_batch_norm_is_constant() {
-    let model = DetrConfig::preset("tiny").unwrap().init::<B>(&Default::default()).unwrap();
+    let model = DetrConfig::preset("tiny").unwrap().init::<AD>(&Default::default()).unwrap();
     assert!(!model.backbone.conv1.weight.is_require_grad());
     assert!(model.backbone.layer1.iter().all(|b| !b.conv1.weight.is_require_grad()));
     assert!(model.backbone.layer2[0].conv1.weight.is_require_grad());

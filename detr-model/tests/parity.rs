@@ -7,6 +7,7 @@
 
 mod common;
 
+use burn::config::Config;
 use burn::tensor::backend::Backend;
 use common::*;
 use detr_model::weights::{load_checkpoint, save_record, LoadOptions, WeightFormat};
@@ -76,7 +77,9 @@ fn official_pth_hf_safetensors_and_native_record_agree() {
     let device = Default::default();
     for name in FIXTURES {
         let pth = load::<B>(name, &format!("{name}.pth"), WeightFormat::Auto, &device);
-        let hf = load::<B>(name, &format!("{name}_hf.safetensors"), WeightFormat::Auto, &device);
+        // Hugging Face's DETR is post-norm only: the pre-norm fixture has no HF file.
+        let hf_file = format!("{name}_hf.safetensors");
+        let hf = fixtures().join(&hf_file).exists().then(|| load::<B>(name, &hf_file, WeightFormat::Auto, &device));
         let dir = std::env::temp_dir().join(format!("detr-model-roundtrip-{}-{name}", std::process::id()));
         let record = dir.join("model.mpk");
         save_record(&pth, &record).unwrap();
@@ -84,9 +87,10 @@ fn official_pth_hf_safetensors_and_native_record_agree() {
         let _ = std::fs::remove_dir_all(&dir);
         for k in 0..2 {
             let a = outputs(&pth, name, k, &device);
-            let b = outputs(&hf, name, k, &device);
+            if let Some(hf) = &hf {
+                assert_eq!(a, outputs(hf, name, k, &device), "{name}: pth and HF safetensors differ");
+            }
             let c = outputs(&native, name, k, &device);
-            assert_eq!(a, b, "{name}: pth and HF safetensors differ");
             assert_eq!(a, c, "{name}: pth and native record differ");
         }
     }

@@ -17,7 +17,9 @@ pub fn resize_mask<B: Backend>(mask: Tensor<B, 3, Bool>, h: usize, w: usize) -> 
     let device = mask.device();
     let rows = nearest_indices::<B>(in_h, h, &device);
     let cols = nearest_indices::<B>(in_w, w, &device);
-    mask.select(1, rows).select(2, cols)
+    // Selected as floats: burn-flex 0.21 tags a bool tensor produced by `select` with a dtype
+    // its own `bool_not` rejects.
+    mask.float().select(1, rows).select(2, cols).greater_elem(0.5)
 }
 
 fn nearest_indices<B: Backend>(input: usize, output: usize, device: &B::Device) -> Tensor<B, 1, Int> {

@@ -73,7 +73,7 @@ impl Layout {
     }
 
     fn attention<B: Backend>(&mut self, official: &str, burn: &str, attn: &MultiHeadAttention<B>) {
-        let d = attn.q_proj.weight.shape().dims[0];
+        let d = attn.q_proj.weight.shape()[0];
         let parts = ["q_proj", "k_proj", "v_proj"];
         self.push(
             format!("{official}.in_proj_weight"),
@@ -93,7 +93,7 @@ impl Layout {
     }
 
     fn block<B: Backend>(&mut self, official: &str, burn: &str, block: &Block<B>) {
-        let dims = |c: &burn::nn::conv::Conv2d<B>| c.weight.shape().dims.to_vec();
+        let dims = |c: &burn::nn::conv::Conv2d<B>| c.weight.shape().to_vec();
         self.conv(&format!("{official}.conv1"), &format!("{burn}.conv1"), dims(&block.conv1));
         self.frozen_bn(&format!("{official}.bn1"), &format!("{burn}.bn1"), dims(&block.conv1)[0]);
         self.conv(&format!("{official}.conv2"), &format!("{burn}.conv2"), dims(&block.conv2));
@@ -109,7 +109,7 @@ impl Layout {
     }
 
     fn resnet<B: Backend>(&mut self, official: &str, burn: &str, net: &ResNet<B>) {
-        let stem = net.conv1.weight.shape().dims.to_vec();
+        let stem = net.conv1.weight.shape().to_vec();
         let width = stem[0];
         self.conv(&format!("{official}.conv1"), &format!("{burn}.conv1"), stem);
         self.frozen_bn(&format!("{official}.bn1"), &format!("{burn}.bn1"), width);
@@ -131,7 +131,7 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
     let mut l = Layout { entries: Vec::new() };
     l.resnet("backbone.0.body", "backbone", &model.backbone);
     if let PositionEmbedding::Learned(learned) = &model.position {
-        let shape = learned.row_embed.weight.shape().dims.to_vec();
+        let shape = learned.row_embed.weight.shape().to_vec();
         l.same("backbone.1.row_embed.weight".into(), "position.row_embed.weight".into(), shape.clone());
         l.same("backbone.1.col_embed.weight".into(), "position.col_embed.weight".into(), shape);
     }
@@ -140,7 +140,7 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
         let o = format!("transformer.encoder.layers.{i}");
         let b = format!("transformer.encoder.layers.{i}");
         l.attention(&format!("{o}.self_attn"), &format!("{b}.self_attn"), &layer.self_attn);
-        let ff = layer.ffn.linear1.weight.shape().dims[1];
+        let ff = layer.ffn.linear1.weight.shape()[1];
         l.linear(&format!("{o}.linear1"), &format!("{b}.ffn.linear1"), d, ff);
         l.linear(&format!("{o}.linear2"), &format!("{b}.ffn.linear2"), ff, d);
         l.layer_norm(&format!("{o}.norm1"), &format!("{b}.norm1"), d);
@@ -154,7 +154,7 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
         let b = format!("transformer.decoder.layers.{i}");
         l.attention(&format!("{o}.self_attn"), &format!("{b}.self_attn"), &layer.self_attn);
         l.attention(&format!("{o}.multihead_attn"), &format!("{b}.cross_attn"), &layer.cross_attn);
-        let ff = layer.ffn.linear1.weight.shape().dims[1];
+        let ff = layer.ffn.linear1.weight.shape()[1];
         l.linear(&format!("{o}.linear1"), &format!("{b}.ffn.linear1"), d, ff);
         l.linear(&format!("{o}.linear2"), &format!("{b}.ffn.linear2"), ff, d);
         l.layer_norm(&format!("{o}.norm1"), &format!("{b}.norm1"), d);
@@ -162,15 +162,15 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
         l.layer_norm(&format!("{o}.norm3"), &format!("{b}.norm3"), d);
     }
     l.layer_norm("transformer.decoder.norm", "transformer.decoder.norm", d);
-    let c1 = model.class_embed.weight.shape().dims[1];
+    let c1 = model.class_embed.weight.shape()[1];
     l.linear("class_embed", "class_embed", d, c1);
     for (i, layer) in model.bbox_embed.layers.iter().enumerate() {
         let [d_in, d_out] = layer.weight.shape().dims();
         l.linear(&format!("bbox_embed.layers.{i}"), &format!("bbox_embed.layers.{i}"), d_in, d_out);
     }
-    let q = model.query_embed.weight.shape().dims.to_vec();
+    let q = model.query_embed.weight.shape().to_vec();
     l.same("query_embed.weight".into(), "query_embed.weight".into(), q);
-    let proj = model.input_proj.weight.shape().dims.to_vec();
+    let proj = model.input_proj.weight.shape().to_vec();
     l.same("input_proj.weight".into(), "input_proj.weight".into(), proj.clone());
     l.same("input_proj.bias".into(), "input_proj.bias".into(), vec![proj[0]]);
     l.entries

@@ -213,8 +213,8 @@ pub fn apply_official<B: Backend>(
             report.missing.push(entry.name.clone());
             continue;
         };
-        if data.shape != entry.shape {
-            report.mismatched.push((entry.name.clone(), entry.shape.clone(), data.shape.clone()));
+        if data.shape.to_vec() != entry.shape {
+            report.mismatched.push((entry.name.clone(), entry.shape.clone(), data.shape.to_vec()));
             continue;
         }
         for (burn_path, t) in &entry.targets {

@@ -63,7 +63,7 @@ impl<B: Backend> ModuleVisitor<B> for ParamIndex {
         }
     }
     fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
-        self.params.insert(self.path.join("."), (param.id, param.shape().dims.to_vec()));
+        self.params.insert(self.path.join("."), (param.id, param.shape().to_vec()));
     }
 }
 
