@@ -1,13 +1,183 @@
-//! The `check` subcommand (placeholder until its issue lands).
+//! `detr-infer check`: validates a COCO-format dataset and prints its statistics.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use datasets::validate::{check_split, DatasetStats, ImageCheck};
+use datasets::{Layout, SplitPaths};
+use std::path::PathBuf;
 
 /// Arguments of `detr-infer check`.
 #[derive(Debug, Args)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Dataset folder (standard layout: `train2017/`, `annotations/instances_train2017.json`;
+    /// seed layout: `images/train2023/`, `annotations/train2023.json`).
+    #[arg(required_unless_present = "annotations")]
+    pub root: Option<PathBuf>,
+    /// Split to check (repeatable). Default: every split of the layout's default names found.
+    #[arg(long = "split")]
+    pub splits: Vec<String>,
+    /// Folder layout: `standard` or `seed` (detected when omitted).
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// An annotation file to check instead of a dataset folder (with `--images`).
+    #[arg(long, requires = "images")]
+    pub annotations: Option<PathBuf>,
+    /// The image folder of `--annotations`.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// How much of each image to check: none, exists, header (default) or decode.
+    #[arg(long, default_value = "header")]
+    pub image_check: String,
+    /// The model's number of queries, compared with the largest number of boxes in an image.
+    #[arg(long, default_value_t = 100)]
+    pub num_queries: usize,
+    /// Problems to print per split (all are counted).
+    #[arg(long, default_value_t = 20)]
+    pub max_problems: usize,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: CheckArgs) -> Result<()> {
-    bail!("`detr-infer check` is not implemented yet")
+/// Runs the subcommand; fails when a problem was found.
+pub fn run(args: CheckArgs) -> Result<()> {
+    let check = ImageCheck::parse(&args.image_check)?;
+    let targets = split_targets(&args)?;
+    let mut total_problems = 0;
+    for (name, paths) in &targets {
+        let report = check_split(paths, check).with_context(|| format!("split `{name}`"))?;
+        print_stats(name, &report.stats, args.num_queries);
+        if report.errors.is_empty() {
+            println!("  problems: none");
+        } else {
+            println!("  problems: {}", report.errors.len());
+            for e in report.errors.iter().take(args.max_problems) {
+                println!("    - {e}");
+            }
+            if report.errors.len() > args.max_problems {
+                println!(
+                    "    ... and {} more",
+                    report.errors.len() - args.max_problems
+                );
+            }
+        }
+        total_problems += report.errors.len();
+        println!();
+    }
+    if total_problems > 0 {
+        bail!("{total_problems} problem(s) found");
+    }
+    println!("ok: {} split(s) checked, no problem found", targets.len());
+    Ok(())
+}
+
+fn split_targets(args: &CheckArgs) -> Result<Vec<(String, SplitPaths)>> {
+    if let (Some(ann), Some(images)) = (&args.annotations, &args.images) {
+        let name = ann
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "split".into());
+        return Ok(vec![(name, SplitPaths::new(images, ann))]);
+    }
+    let root = args
+        .root
+        .as_ref()
+        .context("a dataset folder or --annotations is needed")?;
+    let layout = args.layout.as_deref().map(Layout::parse).transpose()?;
+    if !args.splits.is_empty() {
+        return args
+            .splits
+            .iter()
+            .map(|s| Ok((s.clone(), SplitPaths::resolve(root, s, layout)?)))
+            .collect();
+    }
+    let layouts = match layout {
+        Some(l) => vec![l],
+        None => vec![Layout::Standard, Layout::Seed],
+    };
+    let mut found = Vec::new();
+    for l in layouts {
+        let (t, v) = l.default_split_names();
+        for s in [t, v] {
+            let p = l.split_paths(root, s);
+            if p.annotation_file.is_file() {
+                found.push((s.to_string(), p));
+            }
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "{}: no split found (looked for annotations/instances_{{train,val}}2017.json and \
+             annotations/{{train,val}}2023.json); name one with --split",
+            root.display()
+        );
+    }
+    Ok(found)
+}
+
+fn print_stats(name: &str, s: &DatasetStats, num_queries: usize) {
+    println!("split {name}");
+    println!("  annotations file: {}", s.annotation_file.display());
+    println!("  images folder:    {}", s.images_dir.display());
+    println!(
+        "  images: {}  (width {}..{}, height {}..{}, mean {:.0}x{:.0})",
+        s.num_images,
+        s.width_range.0,
+        s.width_range.1,
+        s.height_range.0,
+        s.height_range.1,
+        s.mean_size.0,
+        s.mean_size.1
+    );
+    if !s.size_mismatches.is_empty() {
+        println!(
+            "  images whose file size differs from the JSON: {} (e.g. image id {}: JSON {}x{}, file {}x{}); the file's size is used",
+            s.size_mismatches.len(),
+            s.size_mismatches[0].0,
+            s.size_mismatches[0].1 .0,
+            s.size_mismatches[0].1 .1,
+            s.size_mismatches[0].2 .0,
+            s.size_mismatches[0].2 .1
+        );
+    }
+    let boxes: usize = s.boxes_per_image.iter().sum();
+    println!(
+        "  annotations: {}  training boxes: {}  dropped: {} crowd, {} zero-area or outside the image",
+        s.num_annotations, boxes, s.dropped.crowd, s.dropped.degenerate
+    );
+    println!(
+        "  images without annotations: {}  without training boxes: {}",
+        s.images_without_annotations, s.images_without_boxes
+    );
+    let max = s.max_boxes_per_image();
+    let verdict = if max > num_queries {
+        format!("EXCEEDS num_queries {num_queries}: some objects cannot be matched")
+    } else {
+        format!("<= num_queries {num_queries}")
+    };
+    println!(
+        "  boxes per image: max {max} ({verdict}), mean {:.2}",
+        s.mean_boxes_per_image()
+    );
+    let hist: Vec<String> = s
+        .boxes_histogram()
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
+    println!(
+        "  boxes-per-image histogram (boxes:images): {}",
+        hist.join(" ")
+    );
+    println!("  annotations per class:");
+    println!(
+        "    {:>6}  {:<24} {:>11} {:>9}",
+        "id", "name", "annotations", "boxes"
+    );
+    for c in &s.categories {
+        println!(
+            "    {:>6}  {:<24} {:>11} {:>9}",
+            c.id, c.name, c.annotations, c.boxes
+        );
+    }
+    println!(
+        "  num_classes: {} (largest category id + 1; the class head has num_classes + 1 outputs)",
+        s.num_classes
+    );
 }
