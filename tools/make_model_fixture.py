@@ -880,6 +880,22 @@ def write_fixture(name, cfg, batches, outdir, seed, float64_check=True):
                   metadata={"format": "pt"})
     else:
         print(f"{name}: no _hf.safetensors (pre-norm cannot be represented in HF's DETR)")
+    if name == "tiny_r50dc5":
+        # The backbone alone in torchvision's ResNet layout (a bare state dict with `fc.*` and
+        # BatchNorm's `num_batches_tracked`, which DETR ignores), for backbone-only loading.
+        tv = {}
+        for k, v in sd.items():
+            if k.startswith("backbone.0.body."):
+                tv[k[len("backbone.0.body."):]] = v
+                if k.endswith("running_var"):
+                    tv[k[len("backbone.0.body."):-len("running_var")] + "num_batches_tracked"] = \
+                        torch.tensor(0, dtype=torch.long)
+        c = model.backbone.num_channels if hasattr(model.backbone, "num_channels") else \
+            sd["input_proj.weight"].shape[1]
+        gfc = torch.Generator().manual_seed(seed + 5)
+        tv["fc.weight"] = torch.randn(10, c, generator=gfc)
+        tv["fc.bias"] = torch.randn(10, generator=gfc)
+        torch.save(tv, outdir / f"{name}_torchvision.pth")
 
     io = {}
     gi = torch.Generator().manual_seed(seed + 3)

@@ -50,10 +50,16 @@ pub fn box_iou<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> (Tensor<B, 2>, T
     let area_b = box_area(b.clone()).reshape([1, m]);
     let a3 = a.reshape([n, 1, 4]);
     let b3 = b.reshape([1, m, 4]);
-    let lt = a3.clone().slice([0..n, 0..1, 0..2]).max_pair(b3.clone().slice([0..1, 0..m, 0..2]));
-    let rb = a3.slice([0..n, 0..1, 2..4]).min_pair(b3.slice([0..1, 0..m, 2..4]));
+    let lt = a3
+        .clone()
+        .slice([0..n, 0..1, 0..2])
+        .max_pair(b3.clone().slice([0..1, 0..m, 0..2]));
+    let rb = a3
+        .slice([0..n, 0..1, 2..4])
+        .min_pair(b3.slice([0..1, 0..m, 2..4]));
     let wh = (rb - lt).clamp_min(0.0);
-    let inter = (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
+    let inter =
+        (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
     let union = area_a + area_b - inter.clone();
     (inter / union.clone(), union)
 }
@@ -67,10 +73,16 @@ pub fn generalized_box_iou<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tens
     let (iou, union) = box_iou(a.clone(), b.clone());
     let a3 = a.reshape([n, 1, 4]);
     let b3 = b.reshape([1, m, 4]);
-    let lt = a3.clone().slice([0..n, 0..1, 0..2]).min_pair(b3.clone().slice([0..1, 0..m, 0..2]));
-    let rb = a3.slice([0..n, 0..1, 2..4]).max_pair(b3.slice([0..1, 0..m, 2..4]));
+    let lt = a3
+        .clone()
+        .slice([0..n, 0..1, 0..2])
+        .min_pair(b3.clone().slice([0..1, 0..m, 0..2]));
+    let rb = a3
+        .slice([0..n, 0..1, 2..4])
+        .max_pair(b3.slice([0..1, 0..m, 2..4]));
     let wh = (rb - lt).clamp_min(0.0);
-    let area = (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
+    let area =
+        (wh.clone().slice([0..n, 0..m, 0..1]) * wh.slice([0..n, 0..m, 1..2])).reshape([n, m]);
     iou - (area.clone() - union) / area
 }
 

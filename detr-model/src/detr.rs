@@ -22,11 +22,20 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     /// `num_layers` linear layers `input → hidden → … → output`.
-    pub fn new(input: usize, hidden: usize, output: usize, num_layers: usize, device: &B::Device) -> Self {
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        output: usize,
+        num_layers: usize,
+        device: &B::Device,
+    ) -> Self {
         let mut dims = vec![input];
         dims.extend(std::iter::repeat_n(hidden, num_layers - 1));
         dims.push(output);
-        let layers = dims.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
+        let layers = dims
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect();
         Self { layers }
     }
 
@@ -139,10 +148,15 @@ impl DetrConfig {
             )));
         }
         let d = self.hidden_dim;
-        let backbone = ResNet::new(kind, self.backbone_width, self.dilation, device).freeze_stem_and_layer1();
+        let backbone =
+            ResNet::new(kind, self.backbone_width, self.dilation, device).freeze_stem_and_layer1();
         let position = match self.position_embedding_kind()? {
-            PositionEmbeddingKind::Sine => PositionEmbedding::Sine(SinePositionEmbedding::new(d / 2)),
-            PositionEmbeddingKind::Learned => PositionEmbedding::Learned(LearnedPositionEmbedding::new(d / 2, device)),
+            PositionEmbeddingKind::Sine => {
+                PositionEmbedding::Sine(SinePositionEmbedding::new(d / 2))
+            }
+            PositionEmbeddingKind::Learned => {
+                PositionEmbedding::Learned(LearnedPositionEmbedding::new(d / 2, device))
+            }
         };
         Ok(Detr {
             backbone,
@@ -175,7 +189,11 @@ impl<B: Backend> Detr<B> {
     }
 
     /// Like [`forward`](Self::forward), also returning the intermediate tensors.
-    pub fn forward_intermediates(&self, images: Tensor<B, 4>, mask: Tensor<B, 3, Bool>) -> DetrIntermediates<B> {
+    pub fn forward_intermediates(
+        &self,
+        images: Tensor<B, 4>,
+        mask: Tensor<B, 3, Bool>,
+    ) -> DetrIntermediates<B> {
         let features = self.backbone.forward(images);
         let [_, _, h, w] = features.dims();
         let feature_mask = resize_mask(mask, h, w);

@@ -20,14 +20,22 @@ impl<B: Backend> ModuleVisitor<B> for Counter {
 
 /// Counts parameters of `module`: all of them, or only those that require gradients.
 pub fn count_params<B: Backend, M: Module<B>>(module: &M, only_trainable: bool) -> usize {
-    let mut c = Counter { only_trainable, count: 0, tensors: 0 };
+    let mut c = Counter {
+        only_trainable,
+        count: 0,
+        tensors: 0,
+    };
     module.visit(&mut c);
     c.count
 }
 
 /// Counts float tensors of `module` (trainable and constant), the size of its state dict.
 pub fn count_tensors<B: Backend, M: Module<B>>(module: &M) -> usize {
-    let mut c = Counter { only_trainable: false, count: 0, tensors: 0 };
+    let mut c = Counter {
+        only_trainable: false,
+        count: 0,
+        tensors: 0,
+    };
     module.visit(&mut c);
     c.tensors
 }

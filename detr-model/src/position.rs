@@ -65,8 +65,14 @@ impl SinePositionEmbedding {
         let mut x_embed = not_mask.cumsum(2);
         if self.normalize {
             let eps = 1e-6;
-            let y_last = y_embed.clone().slice([0..b, h - 1..h, 0..w]).add_scalar(eps);
-            let x_last = x_embed.clone().slice([0..b, 0..h, w - 1..w]).add_scalar(eps);
+            let y_last = y_embed
+                .clone()
+                .slice([0..b, h - 1..h, 0..w])
+                .add_scalar(eps);
+            let x_last = x_embed
+                .clone()
+                .slice([0..b, 0..h, w - 1..w])
+                .add_scalar(eps);
             y_embed = (y_embed / y_last).mul_scalar(self.scale);
             x_embed = (x_embed / x_last).mul_scalar(self.scale);
         }
@@ -74,10 +80,11 @@ impl SinePositionEmbedding {
         let dim_t: Vec<f32> = (0..n)
             .map(|i| (self.temperature as f32).powf((2 * (i / 2)) as f32 / n as f32))
             .collect();
-        let dim_t_tensor = Tensor::<B, 1>::from_data(TensorData::new(dim_t, [n]), &device)
-            .reshape([1, 1, 1, n]);
+        let dim_t_tensor =
+            Tensor::<B, 1>::from_data(TensorData::new(dim_t, [n]), &device).reshape([1, 1, 1, n]);
         let even: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
-        let even = Tensor::<B, 1>::from_data(TensorData::new(even, [n]), &device).reshape([1, 1, 1, n]);
+        let even =
+            Tensor::<B, 1>::from_data(TensorData::new(even, [n]), &device).reshape([1, 1, 1, n]);
         let odd = even.clone().neg().add_scalar(1.0);
         let embed = |e: Tensor<B, 3>| {
             let p = e.reshape([b, h, w, 1]) / dim_t_tensor.clone();
@@ -107,7 +114,10 @@ impl<B: Backend> LearnedPositionEmbedding<B> {
                 .with_initializer(Initializer::Uniform { min: 0.0, max: 1.0 })
                 .init(device)
         };
-        Self { row_embed: table(), col_embed: table() }
+        Self {
+            row_embed: table(),
+            col_embed: table(),
+        }
     }
 
     /// Embeds positions for a feature mask `[B, h, w]`: `[B, hidden, h, w]`. Feature maps larger
@@ -125,6 +135,8 @@ impl<B: Backend> LearnedPositionEmbedding<B> {
         let x = col.reshape([1, w, d]).expand([h, w, d]);
         let y = row.reshape([h, 1, d]).expand([h, w, d]);
         let pos: Tensor<B, 3> = Tensor::cat(vec![x, y], 2);
-        pos.permute([2, 0, 1]).reshape([1, 2 * d, h, w]).expand([b, 2 * d, h, w])
+        pos.permute([2, 0, 1])
+            .reshape([1, 2 * d, h, w])
+            .expand([b, 2 * d, h, w])
     }
 }

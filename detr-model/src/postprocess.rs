@@ -23,7 +23,9 @@ pub struct ImageDetections {
 impl ImageDetections {
     /// Keeps the detections whose score is at least `threshold`.
     pub fn above(&self, threshold: f32) -> Self {
-        let keep: Vec<usize> = (0..self.scores.len()).filter(|&i| self.scores[i] >= threshold).collect();
+        let keep: Vec<usize> = (0..self.scores.len())
+            .filter(|&i| self.scores[i] >= threshold)
+            .collect();
         Self {
             scores: keep.iter().map(|&i| self.scores[i]).collect(),
             labels: keep.iter().map(|&i| self.labels[i]).collect(),
@@ -65,14 +67,18 @@ pub fn postprocess<B: Backend>(
     let [b, q, _] = pred_logits.dims();
     assert_eq!(b, target_sizes.len(), "one target size per image");
     let (scores, labels, boxes) = postprocess_tensors(pred_logits, pred_boxes, target_sizes);
-    let to_vec = |d: burn::tensor::TensorData| d.convert::<f32>().to_vec::<f32>().unwrap_or_default();
+    let to_vec =
+        |d: burn::tensor::TensorData| d.convert::<f32>().to_vec::<f32>().unwrap_or_default();
     let scores = to_vec(scores.into_data());
     let labels = to_vec(labels.into_data());
     let boxes = to_vec(boxes.into_data());
     (0..b)
         .map(|i| ImageDetections {
             scores: scores[i * q..(i + 1) * q].to_vec(),
-            labels: labels[i * q..(i + 1) * q].iter().map(|&l| l as usize).collect(),
+            labels: labels[i * q..(i + 1) * q]
+                .iter()
+                .map(|&l| l as usize)
+                .collect(),
             boxes: (0..q)
                 .map(|j| {
                     let o = (i * q + j) * 4;

@@ -11,7 +11,10 @@ type B = Flex;
 type AD = burn::backend::Autodiff<Flex>;
 
 fn reference(name: &str) -> BTreeMap<String, Vec<usize>> {
-    let path = format!("{}/tests/fixtures/reference/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/reference/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -20,7 +23,11 @@ fn reference(name: &str) -> BTreeMap<String, Vec<usize>> {
             let mut cols = l.split('\t');
             let key = cols.next().unwrap().to_string();
             let shape = cols.next().unwrap().trim_matches(|c| c == '[' || c == ']');
-            let shape = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+            let shape = shape
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse().unwrap())
+                .collect();
             (key, shape)
         })
         .collect()
@@ -28,10 +35,15 @@ fn reference(name: &str) -> BTreeMap<String, Vec<usize>> {
 
 #[test]
 fn r50_has_the_originals_trainable_parameters_and_state_dict() {
-    let model = DetrConfig::preset("r50").unwrap().init::<AD>(&Default::default()).unwrap();
+    let model = DetrConfig::preset("r50")
+        .unwrap()
+        .init::<AD>(&Default::default())
+        .unwrap();
     assert_eq!(model.num_trainable_params(), 41_302_368);
-    let ours: BTreeMap<String, Vec<usize>> =
-        official_layout(&model).into_iter().map(|e| (e.name, e.shape)).collect();
+    let ours: BTreeMap<String, Vec<usize>> = official_layout(&model)
+        .into_iter()
+        .map(|e| (e.name, e.shape))
+        .collect();
     assert_eq!(ours.len(), 458);
     assert_eq!(detr_model::params::count_tensors(&model), 458 + 18 * 4); // 18 packed in_proj pairs become q/k/v
     let reference = reference("detr_r50_state_dict_keys.tsv");
@@ -41,9 +53,15 @@ fn r50_has_the_originals_trainable_parameters_and_state_dict() {
 #[test]
 fn hf_names_map_onto_the_official_layout() {
     use detr_model::weights::{hf_to_official, HfTarget};
-    let model = DetrConfig::preset("r50").unwrap().with_num_classes(2).init::<B>(&Default::default()).unwrap();
-    let ours: BTreeMap<String, Vec<usize>> =
-        official_layout(&model).into_iter().map(|e| (e.name, e.shape)).collect();
+    let model = DetrConfig::preset("r50")
+        .unwrap()
+        .with_num_classes(2)
+        .init::<B>(&Default::default())
+        .unwrap();
+    let ours: BTreeMap<String, Vec<usize>> = official_layout(&model)
+        .into_iter()
+        .map(|e| (e.name, e.shape))
+        .collect();
     let hf = reference("hf_detr_r50_timm_saved_keys.tsv");
     let mut mapped = std::collections::BTreeSet::new();
     for (name, shape) in &hf {
@@ -54,10 +72,17 @@ fn hf_names_map_onto_the_official_layout() {
             }
             Some(HfTarget::Packed { name: o, part }) => {
                 assert!(part < 3);
-                assert_eq!(ours.get(&o).map(|s| s[0]), Some(3 * shape[0]), "{name} -> {o}");
+                assert_eq!(
+                    ours.get(&o).map(|s| s[0]),
+                    Some(3 * shape[0]),
+                    "{name} -> {o}"
+                );
                 mapped.insert(o);
             }
-            None => assert!(name.ends_with("num_batches_tracked"), "unmapped HF key {name}"),
+            None => assert!(
+                name.ends_with("num_batches_tracked"),
+                "unmapped HF key {name}"
+            ),
         }
     }
     let all: std::collections::BTreeSet<String> = ours.keys().cloned().collect();
@@ -66,9 +91,16 @@ fn hf_names_map_onto_the_official_layout() {
 
 #[test]
 fn stem_and_layer1_are_frozen_and_batch_norm_is_constant() {
-    let model = DetrConfig::preset("tiny").unwrap().init::<AD>(&Default::default()).unwrap();
+    let model = DetrConfig::preset("tiny")
+        .unwrap()
+        .init::<AD>(&Default::default())
+        .unwrap();
     assert!(!model.backbone.conv1.weight.is_require_grad());
-    assert!(model.backbone.layer1.iter().all(|b| !b.conv1.weight.is_require_grad()));
+    assert!(model
+        .backbone
+        .layer1
+        .iter()
+        .all(|b| !b.conv1.weight.is_require_grad()));
     assert!(model.backbone.layer2[0].conv1.weight.is_require_grad());
     assert!(!model.backbone.layer2[0].bn1.running_var.is_require_grad());
     assert!(!model.backbone.layer4[1].bn2.weight.is_require_grad());
@@ -78,9 +110,15 @@ fn stem_and_layer1_are_frozen_and_batch_norm_is_constant() {
 
 #[test]
 fn bad_configs_are_errors_naming_the_option() {
-    let err = DetrConfig::new().with_backbone("resnet9".into()).init::<B>(&Default::default()).unwrap_err();
+    let err = DetrConfig::new()
+        .with_backbone("resnet9".into())
+        .init::<B>(&Default::default())
+        .unwrap_err();
     assert!(err.to_string().contains("resnet9"), "{err}");
-    let err = DetrConfig::new().with_hidden_dim(250).init::<B>(&Default::default()).unwrap_err();
+    let err = DetrConfig::new()
+        .with_hidden_dim(250)
+        .init::<B>(&Default::default())
+        .unwrap_err();
     assert!(err.to_string().contains("nheads"), "{err}");
     let err = DetrConfig::preset("r18").unwrap_err();
     assert!(err.to_string().contains("r18"), "{err}");

@@ -22,15 +22,26 @@ fn config(name: &str) -> DetrConfig {
 
 fn load<B: Backend>(name: &str, file: &str, format: WeightFormat, device: &B::Device) -> Detr<B> {
     let model = config(name).init::<B>(device).unwrap();
-    let strict = LoadOptions { strict: true, ..Default::default() };
+    let strict = LoadOptions {
+        strict: true,
+        ..Default::default()
+    };
     let (model, report) = load_checkpoint(model, &fixtures().join(file), format, strict).unwrap();
     assert!(report.is_complete(), "{file}: {report}");
     model
 }
 
-fn outputs<B: Backend>(model: &Detr<B>, name: &str, k: usize, device: &B::Device) -> (Vec<f32>, Vec<f32>) {
+fn outputs<B: Backend>(
+    model: &Detr<B>,
+    name: &str,
+    k: usize,
+    device: &B::Device,
+) -> (Vec<f32>, Vec<f32>) {
     let io = read_io(&format!("{name}_io.safetensors"));
-    let out = model.forward(float(&io, &format!("images_{k}"), device), mask(&io, &format!("mask_{k}"), device));
+    let out = model.forward(
+        float(&io, &format!("images_{k}"), device),
+        mask(&io, &format!("mask_{k}"), device),
+    );
     (to_vec(out.logits), to_vec(out.boxes))
 }
 
@@ -53,7 +64,10 @@ fn check_against_torch<B: Backend>(name: &str, device: &B::Device) {
         let logits = rel_err(&to_vec(inter.output.logits), &expect("logits"));
         let boxes = rel_err(&to_vec(inter.output.boxes), &expect("boxes"));
         eprintln!("{name} batch {k}: features {features:.2e} pos {pos:.2e} memory {memory:.2e} hs {hs:.2e} logits {logits:.2e} boxes {boxes:.2e}");
-        assert!(features < TOL && pos < TOL && memory < TOL && hs < TOL, "{name} batch {k}: intermediates differ");
+        assert!(
+            features < TOL && pos < TOL && memory < TOL && hs < TOL,
+            "{name} batch {k}: intermediates differ"
+        );
         assert!(logits < TOL, "{name} batch {k}: logits rel err {logits}");
         assert!(boxes < TOL, "{name} batch {k}: boxes rel err {boxes}");
     }
@@ -79,8 +93,14 @@ fn official_pth_hf_safetensors_and_native_record_agree() {
         let pth = load::<B>(name, &format!("{name}.pth"), WeightFormat::Auto, &device);
         // Hugging Face's DETR is post-norm only: the pre-norm fixture has no HF file.
         let hf_file = format!("{name}_hf.safetensors");
-        let hf = fixtures().join(&hf_file).exists().then(|| load::<B>(name, &hf_file, WeightFormat::Auto, &device));
-        let dir = std::env::temp_dir().join(format!("detr-model-roundtrip-{}-{name}", std::process::id()));
+        let hf = fixtures()
+            .join(&hf_file)
+            .exists()
+            .then(|| load::<B>(name, &hf_file, WeightFormat::Auto, &device));
+        let dir = std::env::temp_dir().join(format!(
+            "detr-model-roundtrip-{}-{name}",
+            std::process::id()
+        ));
         let record = dir.join("model.mpk");
         save_record(&pth, &record).unwrap();
         let native = load::<B>(name, record.to_str().unwrap(), WeightFormat::Burn, &device);
@@ -88,7 +108,11 @@ fn official_pth_hf_safetensors_and_native_record_agree() {
         for k in 0..2 {
             let a = outputs(&pth, name, k, &device);
             if let Some(hf) = &hf {
-                assert_eq!(a, outputs(hf, name, k, &device), "{name}: pth and HF safetensors differ");
+                assert_eq!(
+                    a,
+                    outputs(hf, name, k, &device),
+                    "{name}: pth and HF safetensors differ"
+                );
             }
             let c = outputs(&native, name, k, &device);
             assert_eq!(a, c, "{name}: pth and native record differ");

@@ -9,9 +9,17 @@ type B = Flex;
 #[test]
 fn r50_walkthrough_shapes_for_two_608x760_images() {
     let device = Default::default();
-    let model = DetrConfig::preset("r50").unwrap().with_num_classes(6).init::<B>(&device).unwrap();
+    let model = DetrConfig::preset("r50")
+        .unwrap()
+        .with_num_classes(6)
+        .init::<B>(&device)
+        .unwrap();
     // Two images, the second smaller and padded bottom/right.
-    let images = Tensor::<B, 4>::random([2, 3, 608, 760], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let images = Tensor::<B, 4>::random(
+        [2, 3, 608, 760],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let mut mask = vec![false; 2 * 608 * 760];
     for y in 0..608 {
         for x in 0..760 {
@@ -49,10 +57,16 @@ fn r50_walkthrough_shapes_for_two_608x760_images() {
 #[test]
 fn without_aux_loss_only_the_last_layer_is_returned() {
     let device = Default::default();
-    let cfg = DetrConfig::preset("tiny").unwrap().with_aux_loss(false).with_num_classes(3);
+    let cfg = DetrConfig::preset("tiny")
+        .unwrap()
+        .with_aux_loss(false)
+        .with_num_classes(3);
     let model = cfg.init::<B>(&device).unwrap();
     let images = Tensor::<B, 4>::zeros([1, 3, 64, 96], &device);
-    let mask = Tensor::<B, 3, Bool>::from_data(TensorData::new(vec![false; 64 * 96], [1, 64, 96]), &device);
+    let mask = Tensor::<B, 3, Bool>::from_data(
+        TensorData::new(vec![false; 64 * 96], [1, 64, 96]),
+        &device,
+    );
     let out = model.forward(images, mask);
     assert_eq!(out.logits.dims(), [1, 1, 30, 4]);
     assert_eq!(out.boxes.dims(), [1, 1, 30, 4]);

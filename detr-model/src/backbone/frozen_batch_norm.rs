@@ -41,7 +41,13 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
     /// Applies the normalisation to `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let c = self.weight.dims()[0];
-        let scale = self.weight.val() * self.running_var.val().add_scalar(FROZEN_BN_EPS).sqrt().recip();
+        let scale = self.weight.val()
+            * self
+                .running_var
+                .val()
+                .add_scalar(FROZEN_BN_EPS)
+                .sqrt()
+                .recip();
         let shift = self.bias.val() - self.running_mean.val() * scale.clone();
         x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
     }

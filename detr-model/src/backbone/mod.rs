@@ -19,10 +19,17 @@ pub fn resize_mask<B: Backend>(mask: Tensor<B, 3, Bool>, h: usize, w: usize) -> 
     let cols = nearest_indices::<B>(in_w, w, &device);
     // Selected as floats: burn-flex 0.21 tags a bool tensor produced by `select` with a dtype
     // its own `bool_not` rejects.
-    mask.float().select(1, rows).select(2, cols).greater_elem(0.5)
+    mask.float()
+        .select(1, rows)
+        .select(2, cols)
+        .greater_elem(0.5)
 }
 
-fn nearest_indices<B: Backend>(input: usize, output: usize, device: &B::Device) -> Tensor<B, 1, Int> {
+fn nearest_indices<B: Backend>(
+    input: usize,
+    output: usize,
+    device: &B::Device,
+) -> Tensor<B, 1, Int> {
     let scale = input as f32 / output as f32;
     let idx: Vec<i64> = (0..output)
         .map(|i| (((i as f32) * scale).floor() as usize).min(input - 1) as i64)

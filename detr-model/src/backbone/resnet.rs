@@ -149,10 +149,24 @@ impl<B: Backend> ResNet<B> {
                 stride = 1;
             }
             let mut layer = Vec::with_capacity(count);
-            layer.push(Block::new(kind, inplanes, planes, stride, previous_dilation, device));
+            layer.push(Block::new(
+                kind,
+                inplanes,
+                planes,
+                stride,
+                previous_dilation,
+                device,
+            ));
             inplanes = planes * kind.expansion();
             for _ in 1..count {
-                layer.push(Block::new(kind, inplanes, planes, 1, current_dilation, device));
+                layer.push(Block::new(
+                    kind,
+                    inplanes,
+                    planes,
+                    1,
+                    current_dilation,
+                    device,
+                ));
             }
             layer
         };

@@ -56,7 +56,10 @@ pub(crate) fn xavier_linear<B: Backend>(
         Initializer::Zeros
     } else {
         let bound = 1.0 / (d_in as f64).sqrt();
-        Initializer::Uniform { min: -bound, max: bound }
+        Initializer::Uniform {
+            min: -bound,
+            max: bound,
+        }
     };
     linear.bias = Some(bias_init.init([d_out], device));
     linear
@@ -102,7 +105,14 @@ impl<B: Backend> MultiHeadAttention<B> {
             scores = scores.mask_fill(mask.reshape([b, 1, 1, lk]), MASKED_SCORE);
         }
         let weights = self.dropout.forward(softmax(scores, 3));
-        let context = weights.clone().matmul(v).swap_dims(1, 2).reshape([b, lq, d]);
-        AttentionOutput { context: self.out_proj.forward(context), weights }
+        let context = weights
+            .clone()
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, lq, d]);
+        AttentionOutput {
+            context: self.out_proj.forward(context),
+            weights,
+        }
     }
 }

@@ -84,15 +84,25 @@ impl<B: Backend> DecoderLayer<B> {
             let sa = self.self_attn.forward(qk.clone(), qk, t2, None).context;
             let tgt = tgt + self.dropout1.forward(sa);
             let t2 = self.norm2.forward(tgt.clone());
-            let ca = self.cross_attn.forward(t2 + query_pos, key, memory, Some(memory_mask));
+            let ca = self
+                .cross_attn
+                .forward(t2 + query_pos, key, memory, Some(memory_mask));
             let tgt = tgt + self.dropout2.forward(ca.context);
             let t2 = self.ffn.forward(self.norm3.forward(tgt.clone()));
-            DecoderLayerOutput { tgt: tgt + self.dropout3.forward(t2), cross_weights: ca.weights }
+            DecoderLayerOutput {
+                tgt: tgt + self.dropout3.forward(t2),
+                cross_weights: ca.weights,
+            }
         } else {
             let qk = tgt.clone() + query_pos.clone();
-            let sa = self.self_attn.forward(qk.clone(), qk, tgt.clone(), None).context;
+            let sa = self
+                .self_attn
+                .forward(qk.clone(), qk, tgt.clone(), None)
+                .context;
             let tgt = self.norm1.forward(tgt + self.dropout1.forward(sa));
-            let ca = self.cross_attn.forward(tgt.clone() + query_pos, key, memory, Some(memory_mask));
+            let ca =
+                self.cross_attn
+                    .forward(tgt.clone() + query_pos, key, memory, Some(memory_mask));
             let tgt = self.norm2.forward(tgt + self.dropout2.forward(ca.context));
             let t2 = self.ffn.forward(tgt.clone());
             DecoderLayerOutput {
@@ -137,7 +147,13 @@ impl<B: Backend> Decoder<B> {
         let mut last_cross_weights = None;
         let n = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
-            let out = layer.forward(x, memory.clone(), memory_mask.clone(), pos.clone(), query_pos.clone());
+            let out = layer.forward(
+                x,
+                memory.clone(),
+                memory_mask.clone(),
+                pos.clone(),
+                query_pos.clone(),
+            );
             x = out.tgt;
             last_cross_weights = Some(out.cross_weights);
             if return_intermediate || i + 1 == n {

@@ -49,17 +49,28 @@ impl<B: Backend> EncoderLayer<B> {
     }
 
     /// `src`, `pos`: `[B, S, D]`; `mask`: `[B, S]`, `true` on padding.
-    pub fn forward(&self, src: Tensor<B, 3>, mask: Tensor<B, 2, Bool>, pos: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        src: Tensor<B, 3>,
+        mask: Tensor<B, 2, Bool>,
+        pos: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
         if self.normalize_before {
             let src2 = self.norm1.forward(src.clone());
             let qk = src2.clone() + pos;
-            let attn = self.self_attn.forward(qk.clone(), qk, src2, Some(mask)).context;
+            let attn = self
+                .self_attn
+                .forward(qk.clone(), qk, src2, Some(mask))
+                .context;
             let src = src + self.dropout1.forward(attn);
             let src2 = self.ffn.forward(self.norm2.forward(src.clone()));
             src + self.dropout2.forward(src2)
         } else {
             let qk = src.clone() + pos;
-            let attn = self.self_attn.forward(qk.clone(), qk, src.clone(), Some(mask)).context;
+            let attn = self
+                .self_attn
+                .forward(qk.clone(), qk, src.clone(), Some(mask))
+                .context;
             let src = self.norm1.forward(src + self.dropout1.forward(attn));
             let src2 = self.ffn.forward(src.clone());
             self.norm2.forward(src + self.dropout2.forward(src2))
@@ -78,7 +89,12 @@ pub struct Encoder<B: Backend> {
 
 impl<B: Backend> Encoder<B> {
     /// Runs every layer: `[B, S, D]` → memory `[B, S, D]`.
-    pub fn forward(&self, src: Tensor<B, 3>, mask: Tensor<B, 2, Bool>, pos: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        src: Tensor<B, 3>,
+        mask: Tensor<B, 2, Bool>,
+        pos: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
         let mut x = src;
         for layer in &self.layers {
             x = layer.forward(x, mask.clone(), pos.clone());

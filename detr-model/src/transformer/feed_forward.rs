@@ -30,6 +30,7 @@ impl<B: Backend> FeedForward<B> {
 
     /// Applies the block.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.linear2.forward(self.dropout.forward(relu(self.linear1.forward(x))))
+        self.linear2
+            .forward(self.dropout.forward(relu(self.linear1.forward(x))))
     }
 }

@@ -54,17 +54,39 @@ impl<B: Backend> Transformer<B> {
     ) -> Self {
         let encoder = Encoder {
             layers: (0..enc_layers)
-                .map(|_| EncoderLayer::new(d_model, nheads, dim_feedforward, dropout, normalize_before, device))
+                .map(|_| {
+                    EncoderLayer::new(
+                        d_model,
+                        nheads,
+                        dim_feedforward,
+                        dropout,
+                        normalize_before,
+                        device,
+                    )
+                })
                 .collect(),
             norm: normalize_before.then(|| LayerNormConfig::new(d_model).init(device)),
         };
         let decoder = Decoder {
             layers: (0..dec_layers)
-                .map(|_| DecoderLayer::new(d_model, nheads, dim_feedforward, dropout, normalize_before, device))
+                .map(|_| {
+                    DecoderLayer::new(
+                        d_model,
+                        nheads,
+                        dim_feedforward,
+                        dropout,
+                        normalize_before,
+                        device,
+                    )
+                })
                 .collect(),
             norm: LayerNormConfig::new(d_model).init(device),
         };
-        Self { encoder, decoder, d_model }
+        Self {
+            encoder,
+            decoder,
+            d_model,
+        }
     }
 
     /// `src`: projected features `[B, D, h, w]`; `mask`: `[B, h, w]` (`true` on padding);
@@ -86,7 +108,18 @@ impl<B: Backend> Transformer<B> {
         let query_pos = query_embed.unsqueeze_dim::<3>(0).expand([b, q, d]);
         let tgt = Tensor::zeros([b, q, d], &src.device());
         let memory = self.encoder.forward(src, mask.clone(), pos.clone());
-        let out = self.decoder.forward(tgt, memory.clone(), mask, pos, query_pos, return_intermediate);
-        TransformerOutput { hs: out.hs, memory, last_cross_weights: out.last_cross_weights }
+        let out = self.decoder.forward(
+            tgt,
+            memory.clone(),
+            mask,
+            pos,
+            query_pos,
+            return_intermediate,
+        );
+        TransformerOutput {
+            hs: out.hs,
+            memory,
+            last_cross_weights: out.last_cross_weights,
+        }
     }
 }

@@ -45,7 +45,11 @@ struct Layout {
 
 impl Layout {
     fn push(&mut self, name: String, shape: Vec<usize>, targets: Vec<(String, Transform)>) {
-        self.entries.push(OfficialEntry { name, shape, targets });
+        self.entries.push(OfficialEntry {
+            name,
+            shape,
+            targets,
+        });
     }
 
     fn same(&mut self, name: String, burn: String, shape: Vec<usize>) {
@@ -64,11 +68,19 @@ impl Layout {
             vec![d_out, d_in],
             vec![(format!("{burn}.weight"), Transform::Transpose)],
         );
-        self.same(format!("{official}.bias"), format!("{burn}.bias"), vec![d_out]);
+        self.same(
+            format!("{official}.bias"),
+            format!("{burn}.bias"),
+            vec![d_out],
+        );
     }
 
     fn layer_norm(&mut self, official: &str, burn: &str, d: usize) {
-        self.same(format!("{official}.weight"), format!("{burn}.gamma"), vec![d]);
+        self.same(
+            format!("{official}.weight"),
+            format!("{burn}.gamma"),
+            vec![d],
+        );
         self.same(format!("{official}.bias"), format!("{burn}.beta"), vec![d]);
     }
 
@@ -78,33 +90,88 @@ impl Layout {
         self.push(
             format!("{official}.in_proj_weight"),
             vec![3 * d, d],
-            (0..3).map(|i| (format!("{burn}.{}.weight", parts[i]), Transform::InProjWeight(i))).collect(),
+            (0..3)
+                .map(|i| {
+                    (
+                        format!("{burn}.{}.weight", parts[i]),
+                        Transform::InProjWeight(i),
+                    )
+                })
+                .collect(),
         );
         self.push(
             format!("{official}.in_proj_bias"),
             vec![3 * d],
-            (0..3).map(|i| (format!("{burn}.{}.bias", parts[i]), Transform::InProjBias(i))).collect(),
+            (0..3)
+                .map(|i| {
+                    (
+                        format!("{burn}.{}.bias", parts[i]),
+                        Transform::InProjBias(i),
+                    )
+                })
+                .collect(),
         );
-        self.linear(&format!("{official}.out_proj"), &format!("{burn}.out_proj"), d, d);
+        self.linear(
+            &format!("{official}.out_proj"),
+            &format!("{burn}.out_proj"),
+            d,
+            d,
+        );
     }
 
     fn conv(&mut self, official: &str, burn: &str, shape: Vec<usize>) {
-        self.same(format!("{official}.weight"), format!("{burn}.weight"), shape);
+        self.same(
+            format!("{official}.weight"),
+            format!("{burn}.weight"),
+            shape,
+        );
     }
 
     fn block<B: Backend>(&mut self, official: &str, burn: &str, block: &Block<B>) {
         let dims = |c: &burn::nn::conv::Conv2d<B>| c.weight.shape().to_vec();
-        self.conv(&format!("{official}.conv1"), &format!("{burn}.conv1"), dims(&block.conv1));
-        self.frozen_bn(&format!("{official}.bn1"), &format!("{burn}.bn1"), dims(&block.conv1)[0]);
-        self.conv(&format!("{official}.conv2"), &format!("{burn}.conv2"), dims(&block.conv2));
-        self.frozen_bn(&format!("{official}.bn2"), &format!("{burn}.bn2"), dims(&block.conv2)[0]);
+        self.conv(
+            &format!("{official}.conv1"),
+            &format!("{burn}.conv1"),
+            dims(&block.conv1),
+        );
+        self.frozen_bn(
+            &format!("{official}.bn1"),
+            &format!("{burn}.bn1"),
+            dims(&block.conv1)[0],
+        );
+        self.conv(
+            &format!("{official}.conv2"),
+            &format!("{burn}.conv2"),
+            dims(&block.conv2),
+        );
+        self.frozen_bn(
+            &format!("{official}.bn2"),
+            &format!("{burn}.bn2"),
+            dims(&block.conv2)[0],
+        );
         if let Some(conv3) = &block.conv3 {
-            self.conv(&format!("{official}.conv3"), &format!("{burn}.conv3"), dims(conv3));
-            self.frozen_bn(&format!("{official}.bn3"), &format!("{burn}.bn3"), dims(conv3)[0]);
+            self.conv(
+                &format!("{official}.conv3"),
+                &format!("{burn}.conv3"),
+                dims(conv3),
+            );
+            self.frozen_bn(
+                &format!("{official}.bn3"),
+                &format!("{burn}.bn3"),
+                dims(conv3)[0],
+            );
         }
         if let Some(ds) = &block.downsample {
-            self.conv(&format!("{official}.downsample.0"), &format!("{burn}.downsample.conv"), dims(&ds.conv));
-            self.frozen_bn(&format!("{official}.downsample.1"), &format!("{burn}.downsample.bn"), dims(&ds.conv)[0]);
+            self.conv(
+                &format!("{official}.downsample.0"),
+                &format!("{burn}.downsample.conv"),
+                dims(&ds.conv),
+            );
+            self.frozen_bn(
+                &format!("{official}.downsample.1"),
+                &format!("{burn}.downsample.bn"),
+                dims(&ds.conv)[0],
+            );
         }
     }
 
@@ -113,7 +180,10 @@ impl Layout {
         let width = stem[0];
         self.conv(&format!("{official}.conv1"), &format!("{burn}.conv1"), stem);
         self.frozen_bn(&format!("{official}.bn1"), &format!("{burn}.bn1"), width);
-        for (li, layer) in [&net.layer1, &net.layer2, &net.layer3, &net.layer4].iter().enumerate() {
+        for (li, layer) in [&net.layer1, &net.layer2, &net.layer3, &net.layer4]
+            .iter()
+            .enumerate()
+        {
             for (bi, block) in layer.iter().enumerate() {
                 self.block(
                     &format!("{official}.layer{}.{bi}", li + 1),
@@ -128,18 +198,32 @@ impl Layout {
 /// The official state dict of `model`: names, PyTorch shapes and Burn destinations, in the
 /// original's order of registration (backbone, transformer, heads).
 pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
-    let mut l = Layout { entries: Vec::new() };
+    let mut l = Layout {
+        entries: Vec::new(),
+    };
     l.resnet("backbone.0.body", "backbone", &model.backbone);
     if let PositionEmbedding::Learned(learned) = &model.position {
         let shape = learned.row_embed.weight.shape().to_vec();
-        l.same("backbone.1.row_embed.weight".into(), "position.row_embed.weight".into(), shape.clone());
-        l.same("backbone.1.col_embed.weight".into(), "position.col_embed.weight".into(), shape);
+        l.same(
+            "backbone.1.row_embed.weight".into(),
+            "position.row_embed.weight".into(),
+            shape.clone(),
+        );
+        l.same(
+            "backbone.1.col_embed.weight".into(),
+            "position.col_embed.weight".into(),
+            shape,
+        );
     }
     let d = model.transformer.d_model;
     for (i, layer) in model.transformer.encoder.layers.iter().enumerate() {
         let o = format!("transformer.encoder.layers.{i}");
         let b = format!("transformer.encoder.layers.{i}");
-        l.attention(&format!("{o}.self_attn"), &format!("{b}.self_attn"), &layer.self_attn);
+        l.attention(
+            &format!("{o}.self_attn"),
+            &format!("{b}.self_attn"),
+            &layer.self_attn,
+        );
         let ff = layer.ffn.linear1.weight.shape()[1];
         l.linear(&format!("{o}.linear1"), &format!("{b}.ffn.linear1"), d, ff);
         l.linear(&format!("{o}.linear2"), &format!("{b}.ffn.linear2"), ff, d);
@@ -152,8 +236,16 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
     for (i, layer) in model.transformer.decoder.layers.iter().enumerate() {
         let o = format!("transformer.decoder.layers.{i}");
         let b = format!("transformer.decoder.layers.{i}");
-        l.attention(&format!("{o}.self_attn"), &format!("{b}.self_attn"), &layer.self_attn);
-        l.attention(&format!("{o}.multihead_attn"), &format!("{b}.cross_attn"), &layer.cross_attn);
+        l.attention(
+            &format!("{o}.self_attn"),
+            &format!("{b}.self_attn"),
+            &layer.self_attn,
+        );
+        l.attention(
+            &format!("{o}.multihead_attn"),
+            &format!("{b}.cross_attn"),
+            &layer.cross_attn,
+        );
         let ff = layer.ffn.linear1.weight.shape()[1];
         l.linear(&format!("{o}.linear1"), &format!("{b}.ffn.linear1"), d, ff);
         l.linear(&format!("{o}.linear2"), &format!("{b}.ffn.linear2"), ff, d);
@@ -166,13 +258,26 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
     l.linear("class_embed", "class_embed", d, c1);
     for (i, layer) in model.bbox_embed.layers.iter().enumerate() {
         let [d_in, d_out] = layer.weight.shape().dims();
-        l.linear(&format!("bbox_embed.layers.{i}"), &format!("bbox_embed.layers.{i}"), d_in, d_out);
+        l.linear(
+            &format!("bbox_embed.layers.{i}"),
+            &format!("bbox_embed.layers.{i}"),
+            d_in,
+            d_out,
+        );
     }
     let q = model.query_embed.weight.shape().to_vec();
     l.same("query_embed.weight".into(), "query_embed.weight".into(), q);
     let proj = model.input_proj.weight.shape().to_vec();
-    l.same("input_proj.weight".into(), "input_proj.weight".into(), proj.clone());
-    l.same("input_proj.bias".into(), "input_proj.bias".into(), vec![proj[0]]);
+    l.same(
+        "input_proj.weight".into(),
+        "input_proj.weight".into(),
+        proj.clone(),
+    );
+    l.same(
+        "input_proj.bias".into(),
+        "input_proj.bias".into(),
+        vec![proj[0]],
+    );
     l.entries
 }
 
@@ -237,13 +342,18 @@ pub fn hf_to_official(name: &str) -> Option<HfTarget> {
     }
     for stack in ["encoder", "decoder"] {
         let prefix = format!("model.{stack}.layers.");
-        let Some(rest) = name.strip_prefix(&prefix) else { continue };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
         let (idx, rest) = rest.split_once('.')?;
         let base = format!("transformer.{stack}.layers.{idx}");
         let (module, param) = rest.rsplit_once('.')?;
         let attn = |official: &str, proj: &str| -> Option<HfTarget> {
             let packed = |part: usize| {
-                Some(HfTarget::Packed { name: format!("{base}.{official}.in_proj_{param}"), part })
+                Some(HfTarget::Packed {
+                    name: format!("{base}.{official}.in_proj_{param}"),
+                    part,
+                })
             };
             match proj {
                 "q_proj" => packed(0),

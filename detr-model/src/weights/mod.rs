@@ -18,7 +18,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
-pub use keymap::{hf_to_official, official_layout, torchvision_to_official, HfTarget, OfficialEntry, Transform};
+pub use keymap::{
+    hf_to_official, official_layout, torchvision_to_official, HfTarget, OfficialEntry, Transform,
+};
 pub use native::{load_record, save_record};
 pub use report::LoadReport;
 pub use sources::TensorMap;
@@ -70,8 +72,15 @@ pub struct LoadOptions {
 
 /// Reads a checkpoint into official DETR names. Returns the names, the detected format and
 /// tensors that have no official counterpart (reported as unexpected).
-pub fn read_official(path: &Path, format: WeightFormat) -> Result<(TensorMap, WeightFormat, Vec<String>), ModelError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+pub fn read_official(
+    path: &Path,
+    format: WeightFormat,
+) -> Result<(TensorMap, WeightFormat, Vec<String>), ModelError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let format = match format {
         WeightFormat::Auto => match ext.as_str() {
             "safetensors" => WeightFormat::HfSafetensors,
@@ -91,8 +100,11 @@ pub fn read_official(path: &Path, format: WeightFormat) -> Result<(TensorMap, We
         }
         WeightFormat::DetrPth | WeightFormat::TorchvisionPth | WeightFormat::Auto => {
             let raw = sources::read_pth(path, Some("model"))?;
-            let looks_detr = raw.keys().any(|k| k.starts_with("backbone.0.body.") || k.starts_with("transformer."));
-            let looks_resnet = raw.contains_key("conv1.weight") && raw.keys().any(|k| k.starts_with("layer1."));
+            let looks_detr = raw
+                .keys()
+                .any(|k| k.starts_with("backbone.0.body.") || k.starts_with("transformer."));
+            let looks_resnet =
+                raw.contains_key("conv1.weight") && raw.keys().any(|k| k.starts_with("layer1."));
             let format = match format {
                 WeightFormat::Auto if looks_detr => WeightFormat::DetrPth,
                 WeightFormat::Auto if looks_resnet => WeightFormat::TorchvisionPth,
@@ -200,7 +212,11 @@ pub fn apply_official<B: Backend>(
     let layout = official_layout(&model);
     let known: BTreeSet<&str> = layout.iter().map(|e| e.name.as_str()).collect();
     let mut report = LoadReport {
-        unexpected: tensors.keys().filter(|k| !known.contains(k.as_str())).cloned().collect(),
+        unexpected: tensors
+            .keys()
+            .filter(|k| !known.contains(k.as_str()))
+            .cloned()
+            .collect(),
         ..LoadReport::default()
     };
     let mut snapshots = Vec::new();
@@ -214,13 +230,20 @@ pub fn apply_official<B: Backend>(
             continue;
         };
         if data.shape.to_vec() != entry.shape {
-            report.mismatched.push((entry.name.clone(), entry.shape.clone(), data.shape.to_vec()));
+            report
+                .mismatched
+                .push((entry.name.clone(), entry.shape.clone(), data.shape.to_vec()));
             continue;
         }
         for (burn_path, t) in &entry.targets {
             let path: Vec<String> = burn_path.split('.').map(str::to_string).collect();
             let containers = vec![String::new(); path.len()];
-            snapshots.push(TensorSnapshot::from_data(transform(data, *t), path, containers, ParamId::new()));
+            snapshots.push(TensorSnapshot::from_data(
+                transform(data, *t),
+                path,
+                containers,
+                ParamId::new(),
+            ));
         }
         report.loaded.push(entry.name.clone());
     }
@@ -228,7 +251,9 @@ pub fn apply_official<B: Backend>(
     // Every snapshot was built from the model's own layout, so anything the applier could not
     // place is a bug in the key map; surface it rather than hide it.
     for e in result.errors {
-        report.mismatched.push((format!("{e}"), Vec::new(), Vec::new()));
+        report
+            .mismatched
+            .push((format!("{e}"), Vec::new(), Vec::new()));
     }
     for path in result.unused {
         report.unexpected.push(format!("(internal) {path}"));
@@ -248,7 +273,10 @@ pub fn load_checkpoint<B: Backend>(
 ) -> Result<(Detr<B>, LoadReport), ModelError> {
     let is_native = format == WeightFormat::Burn
         || (format == WeightFormat::Auto
-            && path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("mpk")));
+            && path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("mpk")));
     if is_native {
         return native::load_record(model, path, options);
     }
@@ -258,15 +286,34 @@ pub fn load_checkpoint<B: Backend>(
     if report.loaded.is_empty() {
         return Err(ModelError::Mismatch {
             path: path.to_path_buf(),
-            message: format!("no tensor of this model was found in the file (read as {detected:?})"),
+            message: format!(
+                "no tensor of this model was found in the file (read as {detected:?})"
+            ),
+        });
+    }
+    if report.mismatched.len() > report.loaded.len() {
+        return Err(ModelError::Mismatch {
+            path: path.to_path_buf(),
+            message: format!(
+                "a checkpoint of another architecture ({} tensors have other shapes, {} fit): {report}",
+                report.mismatched.len(),
+                report.loaded.len()
+            ),
         });
     }
     if detected == WeightFormat::TorchvisionPth {
         // A backbone-only file: everything outside the backbone is expected to be missing.
         report.missing.retain(|n| n.starts_with("backbone.0.body."));
     }
-    if options.strict && !(report.missing.is_empty() && report.unexpected.is_empty() && report.mismatched.is_empty()) {
-        return Err(ModelError::Mismatch { path: path.to_path_buf(), message: report.to_string() });
+    if options.strict
+        && !(report.missing.is_empty()
+            && report.unexpected.is_empty()
+            && report.mismatched.is_empty())
+    {
+        return Err(ModelError::Mismatch {
+            path: path.to_path_buf(),
+            message: report.to_string(),
+        });
     }
     Ok((model, report))
 }
@@ -274,16 +321,23 @@ pub fn load_checkpoint<B: Backend>(
 /// The model's tensors in the official layout and naming (PyTorch shapes), e.g. to compare
 /// against a reference state dict or to export.
 pub fn to_official<B: Backend>(model: &Detr<B>) -> TensorMap {
-    let snapshots: BTreeMap<String, TensorSnapshot> =
-        model.collect(None, None, true).into_iter().map(|s| (s.full_path(), s)).collect();
+    let snapshots: BTreeMap<String, TensorSnapshot> = model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|s| (s.full_path(), s))
+        .collect();
     let mut out = TensorMap::new();
     for entry in official_layout(model) {
         let mut parts = Vec::new();
         for (burn_path, t) in &entry.targets {
-            let Some(data) = snapshots.get(burn_path).and_then(|s| s.to_data().ok()) else { continue };
+            let Some(data) = snapshots.get(burn_path).and_then(|s| s.to_data().ok()) else {
+                continue;
+            };
             let data = data.convert::<f32>();
             parts.push(match t {
-                Transform::Transpose | Transform::InProjWeight(_) => transform(&data, Transform::Transpose),
+                Transform::Transpose | Transform::InProjWeight(_) => {
+                    transform(&data, Transform::Transpose)
+                }
                 _ => data,
             });
         }
@@ -291,7 +345,9 @@ pub fn to_official<B: Backend>(model: &Detr<B>) -> TensorMap {
             continue;
         }
         let data = if parts.len() == 1 {
-            parts.pop().unwrap_or_else(|| TensorData::new(Vec::<f32>::new(), [0]))
+            parts
+                .pop()
+                .unwrap_or_else(|| TensorData::new(Vec::<f32>::new(), [0]))
         } else {
             let mut values = Vec::new();
             for p in &parts {

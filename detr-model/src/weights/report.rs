@@ -21,7 +21,10 @@ pub struct LoadReport {
 impl LoadReport {
     /// True when every model tensor was loaded from the checkpoint and nothing was left over.
     pub fn is_complete(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty() && self.reinitialized.is_empty()
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.mismatched.is_empty()
+            && self.reinitialized.is_empty()
     }
 }
 

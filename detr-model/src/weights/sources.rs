@@ -12,14 +12,20 @@ use crate::error::ModelError;
 pub type TensorMap = BTreeMap<String, TensorData>;
 
 fn not_checkpoint(path: &Path, message: impl Into<String>) -> ModelError {
-    ModelError::NotACheckpoint { path: path.to_path_buf(), message: message.into() }
+    ModelError::NotACheckpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 fn to_f32(path: &Path, name: &str, data: TensorData) -> Result<TensorData, ModelError> {
     match data.dtype {
         DType::F32 => Ok(data),
         DType::F64 | DType::F16 | DType::BF16 => Ok(data.convert::<f32>()),
-        other => Err(not_checkpoint(path, format!("tensor `{name}` has unsupported dtype {other:?}"))),
+        other => Err(not_checkpoint(
+            path,
+            format!("tensor `{name}` has unsupported dtype {other:?}"),
+        )),
     }
 }
 
@@ -45,7 +51,10 @@ pub fn read_pth(path: &Path, top_level_key: Option<&str>) -> Result<TensorMap, M
     };
     let mut out = TensorMap::new();
     for (name, snapshot) in reader.into_tensors() {
-        if matches!(snapshot.dtype, DType::I64 | DType::I32 | DType::U8 | DType::Bool(_)) {
+        if matches!(
+            snapshot.dtype,
+            DType::I64 | DType::I32 | DType::U8 | DType::Bool(_)
+        ) {
             continue;
         }
         let data = snapshot
@@ -61,7 +70,10 @@ pub fn read_pth(path: &Path, top_level_key: Option<&str>) -> Result<TensorMap, M
 
 /// Reads every floating-point tensor of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<TensorMap, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| not_checkpoint(path, format!("not a safetensors file: {e}")))?;
     let mut out = TensorMap::new();
@@ -70,7 +82,9 @@ pub fn read_safetensors(path: &Path) -> Result<TensorMap, ModelError> {
         let raw = view.data();
         let data = match view.dtype() {
             safetensors::Dtype::F32 => TensorData::new(
-                raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>(),
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<_>>(),
                 shape,
             ),
             safetensors::Dtype::F64 => TensorData::new(
@@ -80,11 +94,15 @@ pub fn read_safetensors(path: &Path) -> Result<TensorMap, ModelError> {
                 shape,
             ),
             safetensors::Dtype::F16 => TensorData::new(
-                raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect::<Vec<_>>(),
+                raw.chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect::<Vec<_>>(),
                 shape,
             ),
             safetensors::Dtype::BF16 => TensorData::new(
-                raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect::<Vec<_>>(),
+                raw.chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect::<Vec<_>>(),
                 shape,
             ),
             _ => continue,

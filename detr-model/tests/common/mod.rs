@@ -26,10 +26,15 @@ pub fn read_io(name: &str) -> BTreeMap<String, Raw> {
             let shape = v.shape().to_vec();
             let raw = match v.dtype() {
                 safetensors::Dtype::F32 => Raw::F32(
-                    v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                    v.data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
                     shape,
                 ),
-                safetensors::Dtype::U8 | safetensors::Dtype::BOOL => Raw::U8(v.data().to_vec(), shape),
+                safetensors::Dtype::U8 | safetensors::Dtype::BOOL => {
+                    Raw::U8(v.data().to_vec(), shape)
+                }
                 other => panic!("{k}: unexpected dtype {other:?}"),
             };
             (k.to_string(), raw)
@@ -37,18 +42,27 @@ pub fn read_io(name: &str) -> BTreeMap<String, Raw> {
         .collect()
 }
 
-pub fn float<B: Backend, const D: usize>(io: &BTreeMap<String, Raw>, key: &str, device: &B::Device) -> Tensor<B, D> {
+pub fn float<B: Backend, const D: usize>(
+    io: &BTreeMap<String, Raw>,
+    key: &str,
+    device: &B::Device,
+) -> Tensor<B, D> {
     match io.get(key) {
         Some(Raw::F32(v, s)) => Tensor::from_data(TensorData::new(v.clone(), s.clone()), device),
         _ => panic!("fixture lacks float tensor {key}"),
     }
 }
 
-pub fn mask<B: Backend, const D: usize>(io: &BTreeMap<String, Raw>, key: &str, device: &B::Device) -> Tensor<B, D, Bool> {
+pub fn mask<B: Backend, const D: usize>(
+    io: &BTreeMap<String, Raw>,
+    key: &str,
+    device: &B::Device,
+) -> Tensor<B, D, Bool> {
     match io.get(key) {
-        Some(Raw::U8(v, s)) => {
-            Tensor::from_data(TensorData::new(v.iter().map(|&x| x != 0).collect::<Vec<bool>>(), s.clone()), device)
-        }
+        Some(Raw::U8(v, s)) => Tensor::from_data(
+            TensorData::new(v.iter().map(|&x| x != 0).collect::<Vec<bool>>(), s.clone()),
+            device,
+        ),
         _ => panic!("fixture lacks mask tensor {key}"),
     }
 }
@@ -60,7 +74,11 @@ pub fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 /// Max-norm relative error `‖a − b‖∞ / ‖b‖∞`.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-12);
     diff / scale
 }
