@@ -35,7 +35,7 @@ use burn::config::Config;
 use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
 use datasets::DetectionTarget;
 
-use crate::box_pairs::paired_giou_cxcywh;
+use crate::box_pairs::{paired_giou_cxcywh, planes};
 use crate::matcher::{
     HungarianMatcher, HungarianMatcherConfig, ImageMatch, MatcherError, TargetBatch,
 };
@@ -378,7 +378,9 @@ impl SetCriterion {
                     .sum_dim(1)
                     .reshape([layers])
                     .div_scalar(num_boxes);
-                let loss_giou = paired_giou_cxcywh(src_boxes, dst_boxes)
+                let src_planes = planes(src_boxes.swap_dims(0, 1));
+                let dst_planes = planes(dst_boxes.swap_dims(0, 1));
+                let loss_giou = paired_giou_cxcywh(src_planes, dst_planes)
                     .reshape([layers, m])
                     .neg()
                     .add_scalar(1.0)

@@ -40,7 +40,7 @@ use datasets::DetectionTarget;
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
 
-use crate::box_pairs::paired_giou_cxcywh;
+use crate::box_pairs::{paired_giou_cxcywh, planes};
 
 /// Number of bits of the fixed-point weights given to Kuhn–Munkres: the largest absolute
 /// cost of each matrix is scaled into `[2^(FIXED_POINT_BITS-1), 2^FIXED_POINT_BITS)`.
@@ -372,20 +372,34 @@ impl HungarianMatcher {
         let t = targets.max_targets;
         let shape = [layers, batch, queries, t];
 
+        // Everything below works on contiguous [L, B, Q, T] planes: the broadcasts are
+        // materialised once (repeat_dim), so the element-wise ops stay on the fast paths.
         let prob = softmax(logits.detach(), 3);
-        let label_index = tgt_labels.clone().reshape([1, batch, 1, t]).expand(shape);
+        let label_index = tgt_labels
+            .clone()
+            .reshape([1, batch, 1, t])
+            .repeat_dim(2, queries)
+            .repeat_dim(0, layers);
         let cost_class = prob.gather(3, label_index);
 
         let pred = boxes
             .detach()
-            .reshape([layers, batch, queries, 1, 4])
-            .expand([layers, batch, queries, t, 4]);
+            .permute([3, 0, 1, 2])
+            .reshape([4, layers, batch, queries, 1])
+            .repeat_dim(4, t);
         let tgt = tgt_boxes
             .clone()
-            .reshape([1, batch, 1, t, 4])
-            .expand([layers, batch, queries, t, 4]);
-        let cost_bbox = (pred.clone() - tgt.clone()).abs().sum_dim(4).reshape(shape);
-        let giou = paired_giou_cxcywh(pred, tgt).reshape(shape);
+            .permute([2, 0, 1])
+            .reshape([4, 1, batch, 1, t])
+            .repeat_dim(3, queries)
+            .repeat_dim(1, layers);
+        let pred = planes(pred).map(|p| p.reshape(shape));
+        let tgt = planes(tgt).map(|p| p.reshape(shape));
+        let cost_bbox = (pred[0].clone() - tgt[0].clone()).abs()
+            + (pred[1].clone() - tgt[1].clone()).abs()
+            + (pred[2].clone() - tgt[2].clone()).abs()
+            + (pred[3].clone() - tgt[3].clone()).abs();
+        let giou = paired_giou_cxcywh(pred, tgt);
 
         let cost = cost_bbox.mul_scalar(self.cost_bbox)
             - cost_class.mul_scalar(self.cost_class)
