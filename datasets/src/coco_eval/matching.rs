@@ -41,8 +41,8 @@ pub(crate) struct DtFlags {
 pub(crate) struct PairEval {
     /// Scores of the kept detections, highest first (stable order), at most 100.
     pub scores: Vec<f64>,
-    /// `flags[a * D + d]`: detection `d` in area range `a`.
-    pub flags: Vec<DtFlags>,
+    /// `flags[d][a]`: detection `d` in area range `a`.
+    pub flags: Vec<[DtFlags; NUM_AREAS]>,
     /// Number of non-ignored ground truths per area range.
     pub npig: [u32; NUM_AREAS],
 }
@@ -101,7 +101,7 @@ pub(crate) fn evaluate_pair(
 
     let mut out = PairEval {
         scores: dt.iter().map(|d| d.score).collect(),
-        flags: vec![DtFlags::default(); NUM_AREAS * nd],
+        flags: vec![[DtFlags::default(); NUM_AREAS]; nd],
         npig: [0; NUM_AREAS],
     };
     let mut ignore = vec![false; ng];
@@ -167,7 +167,7 @@ pub(crate) fn evaluate_pair(
             } else {
                 dt_ig[d]
             };
-            out.flags[a * nd + d] = DtFlags {
+            out.flags[d][a] = DtFlags {
                 tp: dtm[d] & !ig & all,
                 fp: !dtm[d] & !ig & all,
             };
