@@ -6,7 +6,12 @@
 //! ```text
 //! cargo run --release -p datasets --example bench_pipeline -- [--images 200] [--batch 2]
 //!     [--workers 1,2] [--dir /tmp/detr-bench] [--no-torch] [--transforms train|val]
+//!
+//! cargo run --release -p datasets --example bench_pipeline -- --parse-json FILE
 //! ```
+//!
+//! `--parse-json` only times `CocoFile::load` on a (large) annotation file and reports the
+//! process's peak memory.
 
 use burn::backend::Flex;
 use burn::data::dataloader::DataLoader;
@@ -37,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--dir" => dir = PathBuf::from(val()?),
             "--transforms" => transforms = val()?,
             "--no-torch" => torch = false,
+            "--parse-json" => return parse_json(&val()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -116,5 +122,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => println!("torchvision benchmark not run: {e}"),
         }
     }
+    Ok(())
+}
+
+fn parse_json(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let size = std::fs::metadata(path)?.len();
+    let t = Instant::now();
+    let coco = datasets::CocoFile::load(path)?;
+    let s = t.elapsed().as_secs_f64();
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.to_string())
+        })
+        .unwrap_or_else(|| "VmHWM: unknown".into());
+    println!(
+        "parsed {path} ({:.0} MB): {} images, {} annotations, {} categories in {s:.2}s; peak memory {}",
+        size as f64 / 1e6,
+        coco.images.len(),
+        coco.annotations.len(),
+        coco.categories.len(),
+        peak.trim_start_matches("VmHWM:").trim()
+    );
     Ok(())
 }

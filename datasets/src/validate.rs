@@ -238,7 +238,18 @@ pub struct DatasetStats {
     /// Mean width and height.
     pub mean_size: (f64, f64),
     /// Images whose file size differs from the JSON's `width`/`height` (when files were read).
-    pub size_mismatches: Vec<(u64, (f64, f64), (u32, u32))>,
+    pub size_mismatches: Vec<SizeMismatch>,
+}
+
+/// An image whose file is not the size its JSON entry says (the file's size is used).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeMismatch {
+    /// The image id.
+    pub image_id: u64,
+    /// `(width, height)` in the JSON.
+    pub json: (f64, f64),
+    /// `(width, height)` of the file.
+    pub file: (u32, u32),
 }
 
 impl DatasetStats {
@@ -346,9 +357,11 @@ pub fn check_coco(coco: &CocoFile, paths: &SplitPaths, check: ImageCheck) -> Val
         let (w, h) = match actual {
             Some((aw, ah)) => {
                 if aw as f64 != img.width || ah as f64 != img.height {
-                    stats
-                        .size_mismatches
-                        .push((img.id, (img.width, img.height), (aw, ah)));
+                    stats.size_mismatches.push(SizeMismatch {
+                        image_id: img.id,
+                        json: (img.width, img.height),
+                        file: (aw, ah),
+                    });
                 }
                 (aw as f64, ah as f64)
             }

@@ -126,15 +126,15 @@ fn print_stats(name: &str, s: &DatasetStats, num_queries: usize) {
         s.mean_size.0,
         s.mean_size.1
     );
-    if !s.size_mismatches.is_empty() {
+    if let Some(m) = s.size_mismatches.first() {
         println!(
             "  images whose file size differs from the JSON: {} (e.g. image id {}: JSON {}x{}, file {}x{}); the file's size is used",
             s.size_mismatches.len(),
-            s.size_mismatches[0].0,
-            s.size_mismatches[0].1 .0,
-            s.size_mismatches[0].1 .1,
-            s.size_mismatches[0].2 .0,
-            s.size_mismatches[0].2 .1
+            m.image_id,
+            m.json.0,
+            m.json.1,
+            m.file.0,
+            m.file.1
         );
     }
     let boxes: usize = s.boxes_per_image.iter().sum();
