@@ -18,18 +18,33 @@ use detr_model::DetrConfig;
 
 type B = Flex;
 
-fn read(dir: &std::path::Path) -> std::collections::BTreeMap<String, (Vec<u8>, Vec<usize>, safetensors::Dtype)> {
+fn read(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, (Vec<u8>, Vec<usize>, safetensors::Dtype)> {
     let bytes = std::fs::read(dir.join("r50_io.safetensors")).expect("r50_io.safetensors");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
-    st.iter().map(|(k, v)| (k.to_string(), (v.data().to_vec(), v.shape().to_vec(), v.dtype()))).collect()
+    st.iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                (v.data().to_vec(), v.shape().to_vec(), v.dtype()),
+            )
+        })
+        .collect()
 }
 
 fn f32s(raw: &[u8]) -> Vec<f32> {
-    raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    raw.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn rel(a: &[f32], b: &[f32]) -> f32 {
-    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     d / b.iter().map(|y| y.abs()).fold(1e-12, f32::max)
 }
 
@@ -43,26 +58,53 @@ fn main() {
     for file in ["r50.pth", "r50_hf.safetensors"] {
         let t = Instant::now();
         let model = cfg.init::<B>(&device).unwrap();
-        let opts = LoadOptions { strict: true, reinit_class_head: false };
-        let (model, report) = load_checkpoint(model, &dir.join(file), WeightFormat::Auto, opts).unwrap();
-        println!("{file}: {} tensors loaded in {:.1}s", report.loaded.len(), t.elapsed().as_secs_f32());
+        let opts = LoadOptions {
+            strict: true,
+            reinit_class_head: false,
+        };
+        let (model, report) =
+            load_checkpoint(model, &dir.join(file), WeightFormat::Auto, opts).unwrap();
+        println!(
+            "{file}: {} tensors loaded in {:.1}s",
+            report.loaded.len(),
+            t.elapsed().as_secs_f32()
+        );
         let images = Tensor::<B, 4>::from_data(TensorData::new(f32s(img), ishape.clone()), &device);
         let mask = Tensor::<B, 3, Bool>::from_data(
-            TensorData::new(m.iter().map(|&x| x != 0).collect::<Vec<_>>(), mshape.clone()),
+            TensorData::new(
+                m.iter().map(|&x| x != 0).collect::<Vec<_>>(),
+                mshape.clone(),
+            ),
             &device,
         );
         let t = Instant::now();
         let out = model.forward_intermediates(images, mask);
         let v = |t: Tensor<B, 4>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
         let logits = v(out.output.logits.clone());
-        println!("  forward {:?} in {:.1}s", ishape, t.elapsed().as_secs_f32());
+        println!(
+            "  forward {:?} in {:.1}s",
+            ishape,
+            t.elapsed().as_secs_f32()
+        );
         let e = |k: &str| f32s(&io[k].0);
         println!("  features {:.2e}", rel(&v(out.features), &e("features_0")));
         println!("  pos      {:.2e}", rel(&v(out.pos), &e("pos_0")));
-        let mem = out.memory.swap_dims(0, 1).into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let mem = out
+            .memory
+            .swap_dims(0, 1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap();
         println!("  memory   {:.2e}", rel(&mem, &e("memory_0")));
         println!("  hs       {:.2e}", rel(&v(out.hs), &e("hs_0")));
-        println!("  logits   {:.2e} (all 6 layers)", rel(&logits, &e("logits_0")));
-        println!("  boxes    {:.2e} (all 6 layers)", rel(&v(out.output.boxes), &e("boxes_0")));
+        println!(
+            "  logits   {:.2e} (all 6 layers)",
+            rel(&logits, &e("logits_0"))
+        );
+        println!(
+            "  boxes    {:.2e} (all 6 layers)",
+            rel(&v(out.output.boxes), &e("boxes_0"))
+        );
     }
 }

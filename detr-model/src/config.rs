@@ -192,13 +192,14 @@ impl DetrConfig {
         if self.backbone_width == 0 {
             return bad("backbone_width must be positive".into());
         }
-        if self.hidden_dim == 0 || self.nheads == 0 || self.hidden_dim % self.nheads != 0 {
+        if self.hidden_dim == 0 || self.nheads == 0 || !self.hidden_dim.is_multiple_of(self.nheads)
+        {
             return bad(format!(
                 "hidden_dim ({}) must be a positive multiple of nheads ({})",
                 self.hidden_dim, self.nheads
             ));
         }
-        if self.hidden_dim % 2 != 0 {
+        if !self.hidden_dim.is_multiple_of(2) {
             return bad(format!("hidden_dim ({}) must be even", self.hidden_dim));
         }
         if self.dec_layers == 0 {

@@ -11,6 +11,8 @@ pub const SINE_TEMPERATURE: f64 = 10000.0;
 pub const LEARNED_MAX_SIZE: usize = 50;
 
 /// The position embedding of a DETR model.
+// One instance per model: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum PositionEmbedding<B: Backend> {
     /// The fixed sine embedding.
