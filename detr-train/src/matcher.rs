@@ -39,6 +39,7 @@ use burn::tensor::{activation::softmax, backend::Backend, Int, Tensor, TensorDat
 use datasets::DetectionTarget;
 use pathfinding::kuhn_munkres::kuhn_munkres;
 use pathfinding::matrix::Matrix;
+use rayon::prelude::*;
 
 use crate::box_pairs::{paired_giou_cxcywh, planes};
 
@@ -428,18 +429,20 @@ pub fn solve_cost_matrices(
             "target count {c} exceeds padded width {t}"
         )));
     }
-    let mut out = Vec::with_capacity(layers);
-    let mut block = Vec::new();
-    for layer in 0..layers {
-        let mut row = Vec::with_capacity(batch);
-        for (image, &n) in counts.iter().enumerate() {
-            let base = (layer * batch + image) * queries * t;
-            block.clear();
+    // The (layer, image) problems are independent: solve them in parallel; the first error
+    // in (layer, image) order is reported, so the outcome does not depend on scheduling.
+    let solved: Vec<Result<ImageMatch, MatcherError>> = (0..layers * batch)
+        .into_par_iter()
+        .map(|i| {
+            let (layer, image) = (i / batch, i % batch);
+            let n = counts[image];
+            let base = i * queries * t;
+            let mut block = Vec::with_capacity(queries * n);
             for q in 0..queries {
                 let start = base + q * t;
                 block.extend_from_slice(&costs[start..start + n]);
             }
-            let m = solve_assignment(&block, queries, n).map_err(|e| match e {
+            solve_assignment(&block, queries, n).map_err(|e| match e {
                 AssignmentError::NonFinite { row, col, value } => MatcherError::NonFiniteCost {
                     layer,
                     image,
@@ -448,9 +451,13 @@ pub fn solve_cost_matrices(
                     value,
                 },
                 AssignmentError::Shape(s) => MatcherError::ShapeMismatch(s),
-            })?;
-            row.push(m);
-        }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(layers);
+    let mut solved = solved.into_iter();
+    for _ in 0..layers {
+        let row = solved.by_ref().take(batch).collect::<Result<Vec<_>, _>>()?;
         out.push(row);
     }
     Ok(out)
