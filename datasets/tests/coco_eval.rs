@@ -295,6 +295,20 @@ fn evaluator_collects_post_processed_detections() {
     assert_eq!(s.num_images, 1);
     assert!((s.stats[0] - 1.0).abs() < 1e-12);
     assert_eq!(ev.results()[0].bbox, [50.0, 50.0, 40.0, 40.0]);
+    let mut other = CocoEvaluator::new(&gt).unwrap();
+    other
+        .add(&ImageDetections {
+            image_id: 1,
+            scores: &[],
+            labels: &[],
+            boxes_xyxy: &[],
+        })
+        .unwrap();
+    let mut merged = ev.clone();
+    merged.merge(other);
+    assert_eq!(merged.image_ids().collect::<Vec<_>>(), [1, 2]);
+    // Image 1 now counts, and its only object was missed.
+    assert_eq!(merged.evaluate().unwrap().per_category[0].ar100, 0.5);
     let all = evaluate(&gt, ev.results()).unwrap();
     assert_eq!(all.per_category[0].ar100, 0.5);
     assert!(ev

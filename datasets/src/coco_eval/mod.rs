@@ -317,7 +317,7 @@ impl CocoGroundTruth {
         )?;
 
         // Detections keyed by (category, image, position): file order within a pair.
-        let mut keyed: Vec<(u32, u32, u32)> = Vec::with_capacity(detections.len());
+        let mut keyed: Vec<(u32, u32, usize)> = Vec::with_capacity(detections.len());
         for (index, d) in detections.iter().enumerate() {
             let &img = self
                 .img_index
@@ -346,14 +346,14 @@ impl CocoGroundTruth {
                 });
             }
             if img_sel[img as usize] && cat_sel[cat as usize] {
-                keyed.push((cat, img, index as u32));
+                keyed.push((cat, img, index));
             }
         }
         keyed.par_sort_unstable();
         let dts: Vec<DtBox> = keyed
             .iter()
             .map(|&(_, _, i)| {
-                let d = &detections[i as usize];
+                let d = &detections[i];
                 DtBox {
                     score: d.score,
                     bbox: d.bbox,
@@ -580,6 +580,13 @@ impl CocoEvaluator {
             cat_ids: None,
         };
         self.gt.evaluate(&self.results, &params)
+    }
+
+    /// Takes over the detections and images collected by another evaluator of the same
+    /// ground truth (for example one per device or worker).
+    pub fn merge(&mut self, other: CocoEvaluator) {
+        self.results.extend(other.results);
+        self.images.extend(other.images);
     }
 
     /// Forgets the collected detections and images (the ground truth index is kept).
