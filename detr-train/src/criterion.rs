@@ -34,6 +34,7 @@
 use burn::config::Config;
 use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
 use datasets::DetectionTarget;
+use detr_model::DetrOutput;
 
 use crate::box_pairs::{paired_giou_cxcywh, planes};
 use crate::matcher::{
@@ -260,6 +261,26 @@ impl SetCriterion {
     ) -> Result<CriterionOutput<B>, CriterionError> {
         let num_boxes = Self::count_boxes(targets) as f32;
         self.forward_with_num_boxes(logits, boxes, targets, num_boxes)
+    }
+
+    /// [`Self::forward`] on the model's output (all decoder layers, the last being the final
+    /// one; a single layer when the model has no auxiliary outputs).
+    pub fn forward_output<B: Backend>(
+        &self,
+        output: DetrOutput<B>,
+        targets: &[DetectionTarget],
+    ) -> Result<CriterionOutput<B>, CriterionError> {
+        self.forward(output.logits, output.boxes, targets)
+    }
+
+    /// [`Self::forward_with_num_boxes`] on the model's output.
+    pub fn forward_output_with_num_boxes<B: Backend>(
+        &self,
+        output: DetrOutput<B>,
+        targets: &[DetectionTarget],
+        num_boxes: f32,
+    ) -> Result<CriterionOutput<B>, CriterionError> {
+        self.forward_with_num_boxes(output.logits, output.boxes, targets, num_boxes)
     }
 
     /// Like [`Self::forward`] with an explicit box-loss normaliser (clamped to ≥ 1), e.g. the

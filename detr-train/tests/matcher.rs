@@ -399,3 +399,24 @@ fn num_boxes_override_scales_box_losses() {
         .forward_with_num_boxes(logits, boxes, &targets, f32::NAN)
         .is_err());
 }
+
+#[test]
+fn forward_output_equals_forward() {
+    type B = Flex;
+    let device = Default::default();
+    let mut rng = Lcg(21);
+    let targets = vec![
+        random_targets(&mut rng, 4, 5),
+        random_targets(&mut rng, 0, 5),
+    ];
+    let (logits, boxes) = random_outputs::<B>(3, 2, 15, 5, &device);
+    let criterion = SetCriterionConfig::new(5).init().unwrap();
+    let a = criterion
+        .forward(logits.clone(), boxes.clone(), &targets)
+        .unwrap();
+    let output = detr_model::DetrOutput { logits, boxes };
+    let b = criterion.forward_output(output, &targets).unwrap();
+    assert_eq!(a.components().unwrap(), b.components().unwrap());
+    assert_eq!(a.indices, b.indices);
+    assert_eq!(a.component_names().len(), 6 + 4 * 2);
+}
