@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 
 mod check_cmd;
 mod eval_cmd;
+mod evaluate_cmd;
+mod predict_cmd;
 
 /// Inference, evaluation and dataset tools for DETR.
 #[derive(Debug, Parser)]
@@ -20,6 +22,10 @@ enum Command {
     Check(check_cmd::CheckArgs),
     /// Evaluate a COCO results file against ground truth (the 12 COCO numbers).
     Eval(eval_cmd::EvalArgs),
+    /// Detect objects in images: predictions.json, pictures, attention maps.
+    Predict(predict_cmd::PredictArgs),
+    /// Run a checkpoint over a COCO split and print the 12 COCO numbers.
+    Evaluate(evaluate_cmd::EvaluateArgs),
 }
 
 fn main() -> Result<()> {
@@ -34,5 +40,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Predict(args) => predict_cmd::run(args),
+        Command::Evaluate(args) => evaluate_cmd::run(args),
     }
 }

@@ -1,0 +1,182 @@
+//! The `predict` subcommand: detections, pictures and attention maps for image files.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use detr_infer::backend::{run_on, BackendKind, BackendTask};
+use detr_infer::inputs::collect_inputs;
+use detr_infer::labels::Labels;
+use detr_infer::model::{load_model, resolve_config};
+use detr_infer::predict::{Predictor, Preprocess};
+use detr_infer::run::{predict_files, PredictOptions, PredictReport};
+use detr_model::weights::WeightFormat;
+
+/// Model choice shared by `predict` and `evaluate`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Checkpoint: official DETR `.pth`, Hugging Face `.safetensors` or a native Burn `.mpk`.
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Checkpoint format (auto: from the extension and the tensor names).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "burn", "detr-pth", "hf-safetensors"])]
+    pub format: String,
+    /// Model preset: r50, r50-dc5, r101, r101-dc5 or tiny (default r50).
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Model configuration file (a `DetrConfig` JSON), instead of a preset.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of classes (largest category id + 1; 91 for COCO), overriding the preset's.
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Resize the shorter side of every image to this (DETR's validation transform).
+    #[arg(long, default_value_t = 800)]
+    pub shortest_side: usize,
+    /// Cap on the longer side after resizing.
+    #[arg(long, default_value_t = 1333)]
+    pub longest_side: usize,
+    /// Backend: flex or ndarray (CPU); wgpu or cuda when built with those features.
+    #[arg(long, default_value = "flex")]
+    pub backend: BackendKind,
+}
+
+impl ModelArgs {
+    pub fn format(&self) -> Result<WeightFormat> {
+        Ok(WeightFormat::parse(&self.format)?)
+    }
+
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            shortest_side: self.shortest_side,
+            longest_side: Some(self.longest_side),
+            ..Default::default()
+        }
+    }
+
+    /// Builds and loads the model on `B`, logging the load report.
+    pub fn predictor<B: Backend>(&self, device: B::Device) -> Result<Predictor<B>> {
+        let config = resolve_config(
+            self.preset.as_deref(),
+            self.config.as_deref(),
+            self.num_classes,
+        )?;
+        let preprocess = self.preprocess();
+        preprocess.validate()?;
+        let (model, report) = load_model::<B>(&config, &self.weights, self.format()?, &device)
+            .with_context(|| format!("loading {}", self.weights.display()))?;
+        tracing::info!(
+            "loaded {} on {} ({} classes): {report}",
+            self.weights.display(),
+            self.backend,
+            config.num_classes
+        );
+        Ok(Predictor::new(model, device, preprocess))
+    }
+}
+
+/// Arguments of `detr-infer predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Class names: a COCO JSON (its `categories`), a JSON array or a text file with one
+    /// name per line. Default: COCO's names for 91 classes, else `class N`.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Keep detections scoring at least this (0 keeps all queries).
+    #[arg(long, default_value_t = 0.7)]
+    pub threshold: f32,
+    /// Images per forward pass. Images of a batch are padded to the largest, which changes
+    /// DETR's outputs slightly; 1 gives each image's own result.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Output folder: predictions.json and one picture per image.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also write the last decoder layer's cross-attention of every kept detection as a heat
+    /// map over the image.
+    #[arg(long)]
+    pub attention: bool,
+    /// Do not write pictures, only predictions.json.
+    #[arg(long)]
+    pub no_pictures: bool,
+    /// Image files or folders of images.
+    #[arg(value_name = "IMAGE_OR_DIR", required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+struct Task<'a>(&'a PredictArgs, &'a Labels);
+
+impl BackendTask for Task<'_> {
+    type Output = Result<PredictReport>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let Task(args, labels) = self;
+        let inputs = collect_inputs(&args.inputs)?;
+        let predictor = args.model.predictor::<B>(device)?;
+        let options = PredictOptions {
+            threshold: args.threshold,
+            batch_size: args.batch_size,
+            attention: args.attention,
+            out_dir: args.out.clone(),
+            pictures: !args.no_pictures,
+        };
+        tracing::info!("{} images, batch size {}", inputs.len(), args.batch_size);
+        Ok(predict_files(&predictor, labels, &inputs, &options, |r| {
+            println!(
+                "{}: {} detections, {}x{} -> {}x{}, {:.3} s",
+                r.input.display_name(),
+                r.detections,
+                r.orig_size[1],
+                r.orig_size[0],
+                r.input_size[1],
+                r.input_size[0],
+                r.inference_seconds
+            );
+        })?)
+    }
+}
+
+/// Runs the subcommand; fails (non-zero exit) when any image failed.
+pub fn run(args: PredictArgs) -> Result<()> {
+    let labels = match &args.labels {
+        Some(path) => Labels::load(path)?,
+        None => {
+            let config = resolve_config(
+                args.model.preset.as_deref(),
+                args.model.config.as_deref(),
+                args.model.num_classes,
+            )?;
+            Labels::default_for(config.num_classes)
+        }
+    };
+    let report = run_on(args.model.backend, Task(&args, &labels))??;
+    let n = report.images.len();
+    println!(
+        "{n} images, {} detections in {:.3} s total ({:.3} s inference, {:.3} s per image); wrote {}",
+        report.records.len(),
+        report.total_seconds,
+        report.inference_seconds,
+        if n > 0 { report.inference_seconds / n as f64 } else { 0.0 },
+        report.predictions_path.display()
+    );
+    if !report.failures.is_empty() {
+        for f in &report.failures {
+            eprintln!("failed: {}: {}", f.path.display(), f.message);
+        }
+        bail!(
+            "{} of {} images failed: {}",
+            report.failures.len(),
+            report.failures.len() + n,
+            report
+                .failures
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
