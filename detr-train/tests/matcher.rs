@@ -420,3 +420,45 @@ fn forward_output_equals_forward() {
     assert_eq!(a.indices, b.indices);
     assert_eq!(a.component_names().len(), 6 + 4 * 2);
 }
+
+/// `detr_model::box_ops::generalized_box_iou` (pairwise, broadcasting `[N,1]` against `[1,M]`)
+/// agrees with a host computation; the matcher's element-wise GIoU follows the same formula.
+#[test]
+fn box_ops_pairwise_giou_matches_host() {
+    use detr_model::box_ops::{box_cxcywh_to_xyxy, generalized_box_iou};
+    type B = Flex;
+    let device = Default::default();
+    let mut rng = Lcg(31);
+    let a: Vec<[f32; 4]> = random_targets(&mut rng, 5, 2).boxes;
+    let b: Vec<[f32; 4]> = random_targets(&mut rng, 3, 2).boxes;
+    let to_tensor = |v: &[[f32; 4]]| {
+        let flat: Vec<f32> = v.iter().flatten().copied().collect();
+        box_cxcywh_to_xyxy(Tensor::<B, 2>::from_data(
+            burn::tensor::TensorData::new(flat, [v.len(), 4]),
+            &device,
+        ))
+    };
+    let got = generalized_box_iou(to_tensor(&a), to_tensor(&b))
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap();
+    let xyxy = |c: &[f32; 4]| {
+        let [cx, cy, w, h] = c.map(f64::from);
+        [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+    };
+    for (i, ba) in a.iter().enumerate() {
+        for (j, bb) in b.iter().enumerate() {
+            let (p, q) = (xyxy(ba), xyxy(bb));
+            let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+            let iw = (p[2].min(q[2]) - p[0].max(q[0])).max(0.0);
+            let ih = (p[3].min(q[3]) - p[1].max(q[1])).max(0.0);
+            let inter = iw * ih;
+            let union = area(p) + area(q) - inter;
+            let hull = (p[2].max(q[2]) - p[0].min(q[0])) * (p[3].max(q[3]) - p[1].min(q[1]));
+            let want = inter / union - (hull - union) / hull;
+            let g = f64::from(got[i * b.len() + j]);
+            assert!((g - want).abs() < 1e-5, "({i},{j}): {g} vs {want}");
+        }
+    }
+}
