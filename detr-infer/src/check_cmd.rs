@@ -181,3 +181,46 @@ fn print_stats(name: &str, s: &DatasetStats, num_queries: usize) {
         s.num_classes
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::synthetic::{generate, SyntheticOptions};
+
+    fn args(root: &std::path::Path, image_check: &str) -> CheckArgs {
+        CheckArgs {
+            root: Some(root.to_path_buf()),
+            splits: vec![],
+            layout: None,
+            annotations: None,
+            images: None,
+            image_check: image_check.into(),
+            num_queries: 100,
+            max_problems: 20,
+        }
+    }
+
+    #[test]
+    fn checks_a_synthetic_dataset_and_reports_problems() {
+        let dir = std::env::temp_dir().join(format!("detr-infer-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = generate(
+            &dir,
+            &SyntheticOptions {
+                train_images: 4,
+                val_images: 2,
+                min_image_size: 32,
+                max_image_size: 40,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        run(args(&dir, "decode")).unwrap();
+        // A corrupt image is a problem, and the command fails.
+        std::fs::write(d.val().images_dir.join("000000000002.png"), b"garbage").unwrap();
+        let err = run(args(&dir, "decode")).unwrap_err().to_string();
+        assert!(err.contains("1 problem"), "{err}");
+        assert!(run(args(&dir, "bogus")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
