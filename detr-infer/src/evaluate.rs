@@ -4,8 +4,8 @@
 //! Batch size 1 is the default because DETR's outputs depend on the padding of a batch: the
 //! backbone's convolutions see zeros beyond a smaller image's border, and the padding mask
 //! only hides padded positions from the transformer, so an image padded to the size of a
-//! larger batch-mate gets slightly different boxes and scores (and COCO AP moves in the
-//! second or third decimal).
+//! larger batch-mate gets different boxes and scores, and the AP depends on which images
+//! share a batch.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
