@@ -262,3 +262,27 @@ fn works_with_burns_dataloader_builder() {
         }
     }
 }
+
+#[test]
+fn unreadable_images_are_skipped_and_counted() {
+    let t = TempDir::new("rt-bad");
+    let d = generate(t.path(), &small_options(Layout::Standard)).unwrap();
+    std::fs::write(
+        d.train().images_dir.join("000000000002.png"),
+        b"not an image",
+    )
+    .unwrap();
+    let ds = CocoDetection::open(d.train(), Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let l = DetrDataLoader::<B>::new(ds, LoaderConfig::val(2), Default::default()).unwrap();
+    let mut it = l.iter_epoch(0);
+    let batches: Vec<HostBatch> = std::iter::from_fn(|| it.next_host()).collect();
+    let n: usize = batches.iter().map(|b| b.targets.len()).sum();
+    assert_eq!(n, 6, "7 images, one unreadable");
+    assert_eq!(l.failed_items(), 1);
+    assert!(batches
+        .iter()
+        .all(|b| b.targets.iter().all(|t| t.image_id != 2)));
+
+    let ds = CocoDetection::open(d.val(), Pipeline::identity(), &OpenOptions::default()).unwrap();
+    assert!(DetrDataLoader::<B>::new(ds, LoaderConfig::val(0), Default::default()).is_err());
+}
