@@ -38,7 +38,11 @@ impl BackendTask for Bench {
         eprintln!("r50 built in {:.1} s", t.elapsed().as_secs_f64());
         let predictor = Predictor::new(model, device, Preprocess::default());
         let image = RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
-            Rgb([(x % 256) as u8, (y % 256) as u8, ((x * 7 + y * 13) % 256) as u8])
+            Rgb([
+                (x % 256) as u8,
+                (y % 256) as u8,
+                ((x * 7 + y * 13) % 256) as u8,
+            ])
         });
         let mut times = Vec::new();
         for i in 0..=self.runs {
@@ -46,7 +50,10 @@ impl BackendTask for Bench {
             let p = predictor.predict(std::slice::from_ref(&image), self.attention);
             let s = t.elapsed().as_secs_f64();
             assert_eq!(p[0].input_size, [800, 1066]);
-            eprintln!("run {i}{}: {s:.3} s", if i == 0 { " (warm-up)" } else { "" });
+            eprintln!(
+                "run {i}{}: {s:.3} s",
+                if i == 0 { " (warm-up)" } else { "" }
+            );
             if i > 0 {
                 times.push(s);
             }
@@ -86,13 +93,21 @@ fn main() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/bench_inference.py");
     match Command::new("python3")
         .arg(script)
-        .args(["--runs", &runs.to_string(), "--threads", &threads.to_string()])
+        .args([
+            "--runs",
+            &runs.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
         .output()
     {
         Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
         Ok(out) => println!(
             "PyTorch: not run ({})",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("failed")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
         ),
         Err(e) => println!("PyTorch: not run (python3: {e})"),
     }

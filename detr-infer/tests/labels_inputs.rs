@@ -46,7 +46,7 @@ fn inputs_ids_and_unique_names() {
     }
     std::fs::write(sub.join("000000039769.jpg"), b"x").unwrap();
     // Numeric stems that are unique become the image ids.
-    let inputs = collect_inputs(&[dir.clone()]).unwrap();
+    let inputs = collect_inputs(std::slice::from_ref(&dir)).unwrap();
     assert_eq!(inputs.len(), 2, "readme.md skipped, folders not recursed");
     assert_eq!(inputs[0].image_id, 632);
     assert_eq!(inputs[1].image_id, 39769);
