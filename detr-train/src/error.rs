@@ -1,0 +1,72 @@
+//! Errors of training.
+
+use std::path::{Path, PathBuf};
+
+/// What can go wrong in a training or evaluation run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A bad option.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The model (configuration or checkpoint).
+    #[error(transparent)]
+    Model(#[from] detr_model::ModelError),
+    /// The data.
+    #[error(transparent)]
+    Data(#[from] datasets::DatasetError),
+    /// The loss.
+    #[error(transparent)]
+    Criterion(#[from] crate::criterion::CriterionError),
+    /// COCO evaluation.
+    #[error(transparent)]
+    Eval(#[from] datasets::coco_eval::CocoEvalError),
+    /// A checkpoint could not be encoded or decoded.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The loss became NaN or infinite; training stopped.
+    #[error(
+        "non-finite loss at epoch {epoch}, step {step}: {}{detail}",
+        format_components(components)
+    )]
+    NonFiniteLoss {
+        /// Epoch of the step.
+        epoch: usize,
+        /// Global step.
+        step: u64,
+        /// Every loss component of the step.
+        components: Vec<(String, f32)>,
+        /// More about the cause (`; ` and the matcher's message), or empty.
+        detail: String,
+    },
+}
+
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn format_components(c: &[(String, f32)]) -> String {
+    c.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
