@@ -130,3 +130,16 @@ fn predictions_json_pictures_and_attention_maps() {
         assert_eq!(attn.len(), expected, "one attention map per kept detection");
     }
 }
+
+#[test]
+fn backend_not_built_is_a_clear_error() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let out = temp_dir("cli-backend-out");
+    let a = fixtures().join("images/scene_a.png");
+    let res = predict(&out, &["--backend", "cuda"], &[&a]);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+}

@@ -15,12 +15,15 @@ use detr_infer::predict::{Prediction, Predictor, Preprocess};
 use detr_model::weights::WeightFormat;
 use image::RgbImage;
 
-fn predictor(file: &str, format: WeightFormat) -> Predictor<Flex> {
+fn predictor_on<B: burn::tensor::backend::Backend>(
+    file: &str,
+    format: WeightFormat,
+) -> Predictor<B> {
     let fx = fixture();
     let config = resolve_config(None, Some(&model_fixtures().join("tiny_r18.json")), None).unwrap();
     let device = Default::default();
     let (model, report) =
-        load_model::<Flex>(&config, &model_fixtures().join(file), format, &device).unwrap();
+        load_model::<B>(&config, &model_fixtures().join(file), format, &device).unwrap();
     assert!(
         report.missing.is_empty() && report.unexpected.is_empty(),
         "{report}"
@@ -31,6 +34,10 @@ fn predictor(file: &str, format: WeightFormat) -> Predictor<Flex> {
         ..Default::default()
     };
     Predictor::new(model, device, pre)
+}
+
+fn predictor(file: &str, format: WeightFormat) -> Predictor<Flex> {
+    predictor_on::<Flex>(file, format)
 }
 
 fn images() -> Vec<RgbImage> {
@@ -111,4 +118,13 @@ fn padded_batch_matches_pytorch_batch() {
             &format!("batched {i}"),
         );
     }
+}
+
+#[test]
+fn ndarray_backend_matches_pytorch_too() {
+    let fx = fixture();
+    let nd = predictor_on::<burn::backend::NdArray>("tiny_r18.pth", WeightFormat::DetrPth);
+    let img = &images()[1];
+    let p = nd.predict(std::slice::from_ref(img), true).remove(0);
+    assert_matches(&p, &fx.single[1], fx.images[1].orig_size, "ndarray image 1");
 }
