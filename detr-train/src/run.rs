@@ -320,7 +320,7 @@ pub fn run<B: AutodiffBackend>(
         let t0 = Instant::now();
         let (lr, _) = trainer.lrs(epoch);
         let train = trainer.train_epoch(&train_loader)?;
-        let eval = if (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs {
+        let eval = if (epoch + 1).is_multiple_of(cfg.eval_every) || epoch + 1 == cfg.epochs {
             let r = trainer.evaluate(&val_loader, &splits.val_coco)?;
             tracing::info!(
                 "epoch {epoch}: AP {:.4} AP50 {:.4} (test loss {:.4})",

@@ -28,6 +28,6 @@ impl StepLr {
 
     /// Whether the learning rate drops after `epoch` (a checkpoint is kept before each drop).
     pub fn drops_after(&self, epoch: usize) -> bool {
-        (epoch + 1) % self.step_size == 0
+        (epoch + 1).is_multiple_of(self.step_size)
     }
 }

@@ -242,7 +242,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             let mut values = stats.components.clone();
             values.push(("grad_norm".into(), stats.grad_norm.unwrap_or(f32::NAN)));
             avg.add(&values);
-            if (i + 1) % print_freq == 0 || i + 1 == total {
+            if (i + 1).is_multiple_of(print_freq) || i + 1 == total {
                 let el = start.elapsed().as_secs_f64();
                 let eta = el / (i + 1) as f64 * (total - i - 1) as f64;
                 let g = |k: &str| avg.get(k).unwrap_or(f64::NAN);
