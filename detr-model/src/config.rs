@@ -2,6 +2,7 @@
 
 use burn::config::Config;
 
+use crate::backbone::BackboneNormKind;
 use crate::error::ModelError;
 
 /// ResNet depth used as DETR's backbone.
@@ -97,6 +98,13 @@ pub struct DetrConfig {
     /// small CPU models and test fixtures; official weights need 64.
     #[config(default = 64)]
     pub backbone_width: usize,
+    /// Normalisation in the backbone: `frozen` (FrozenBatchNorm2d, the original's, for
+    /// pretrained backbones) or `group` (trainable GroupNorm, for training from scratch).
+    #[config(default = "String::from(\"frozen\")")]
+    pub backbone_norm: String,
+    /// Train the stem and `layer1` too (the original freezes them: they come pretrained).
+    #[config(default = false)]
+    pub train_stem_and_layer1: bool,
     /// DC5: replace the stride of `layer4` by a dilation of 2.
     #[config(default = false)]
     pub dilation: bool,
@@ -142,9 +150,10 @@ pub const PRESETS: [&str; 5] = ["r50", "r50-dc5", "r101", "r101-dc5", "tiny"];
 impl DetrConfig {
     /// A named preset: `r50`, `r50-dc5`, `r101`, `r101-dc5` (the original's models) or `tiny`.
     ///
-    /// `tiny` is sized to learn on a 2-core CPU: ResNet-18 at half width (`backbone_width` 32,
-    /// so `layer4` gives 256 channels), hidden 128, 4 heads, 2 encoder and 2 decoder layers,
-    /// feed-forward 512 and 30 queries.
+    /// `tiny` is sized to learn from scratch on a 2-core CPU: ResNet-18 at half width
+    /// (`backbone_width` 32, so `layer4` gives 256 channels) with GroupNorm and every stage
+    /// trainable (no pretrained weights exist at this width), hidden 128, 4 heads, 2 encoder
+    /// and 2 decoder layers, feed-forward 512 and 30 queries.
     pub fn preset(name: &str) -> Result<Self, ModelError> {
         let base = Self::new();
         match name {
@@ -155,6 +164,8 @@ impl DetrConfig {
             "tiny" => Ok(base
                 .with_backbone("resnet18".into())
                 .with_backbone_width(32)
+                .with_backbone_norm("group".into())
+                .with_train_stem_and_layer1(true)
                 .with_hidden_dim(128)
                 .with_nheads(4)
                 .with_enc_layers(2)
@@ -173,6 +184,11 @@ impl DetrConfig {
         BackboneKind::parse(&self.backbone)
     }
 
+    /// The parsed backbone normalisation kind.
+    pub fn backbone_norm_kind(&self) -> Result<BackboneNormKind, ModelError> {
+        BackboneNormKind::parse(&self.backbone_norm)
+    }
+
     /// The parsed position embedding kind.
     pub fn position_embedding_kind(&self) -> Result<PositionEmbeddingKind, ModelError> {
         PositionEmbeddingKind::parse(&self.position_embedding)
@@ -187,6 +203,7 @@ impl DetrConfig {
     /// Checks that the options are consistent, with a message naming the bad option.
     pub fn validate(&self) -> Result<(), ModelError> {
         self.backbone_kind()?;
+        self.backbone_norm_kind()?;
         self.position_embedding_kind()?;
         let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
         if self.backbone_width == 0 {

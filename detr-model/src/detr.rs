@@ -137,7 +137,7 @@ pub struct Detr<B: Backend> {
 
 impl DetrConfig {
     /// Builds a randomly initialised model (the original's initialisation), with the stem and
-    /// `layer1` of the backbone frozen.
+    /// `layer1` of the backbone frozen unless `train_stem_and_layer1`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Detr<B>, ModelError> {
         self.validate()?;
         let kind = self.backbone_kind()?;
@@ -148,8 +148,18 @@ impl DetrConfig {
             )));
         }
         let d = self.hidden_dim;
-        let backbone =
-            ResNet::new(kind, self.backbone_width, self.dilation, device).freeze_stem_and_layer1();
+        let backbone = ResNet::new(
+            kind,
+            self.backbone_norm_kind()?,
+            self.backbone_width,
+            self.dilation,
+            device,
+        );
+        let backbone = if self.train_stem_and_layer1 {
+            backbone
+        } else {
+            backbone.freeze_stem_and_layer1()
+        };
         let position = match self.position_embedding_kind()? {
             PositionEmbeddingKind::Sine => {
                 PositionEmbedding::Sine(SinePositionEmbedding::new(d / 2))

@@ -91,8 +91,11 @@ fn hf_names_map_onto_the_official_layout() {
 
 #[test]
 fn stem_and_layer1_are_frozen_and_batch_norm_is_constant() {
+    use detr_model::backbone::BackboneNorm;
     let model = DetrConfig::preset("tiny")
         .unwrap()
+        .with_backbone_norm("frozen".into())
+        .with_train_stem_and_layer1(false)
         .init::<AD>(&Default::default())
         .unwrap();
     assert!(!model.backbone.conv1.weight.is_require_grad());
@@ -102,10 +105,45 @@ fn stem_and_layer1_are_frozen_and_batch_norm_is_constant() {
         .iter()
         .all(|b| !b.conv1.weight.is_require_grad()));
     assert!(model.backbone.layer2[0].conv1.weight.is_require_grad());
-    assert!(!model.backbone.layer2[0].bn1.running_var.is_require_grad());
-    assert!(!model.backbone.layer4[1].bn2.weight.is_require_grad());
+    let frozen_bn = |n: &BackboneNorm<AD>| match n {
+        BackboneNorm::Frozen(bn) => bn.clone(),
+        BackboneNorm::Group(_) => panic!("expected FrozenBatchNorm2d"),
+    };
+    assert!(!frozen_bn(&model.backbone.layer2[0].bn1)
+        .running_var
+        .is_require_grad());
+    assert!(!frozen_bn(&model.backbone.layer4[1].bn2)
+        .weight
+        .is_require_grad());
     let frozen = model.freeze_backbone();
     assert!(!frozen.backbone.layer4[1].conv2.weight.is_require_grad());
+}
+
+#[test]
+fn the_tiny_preset_trains_its_whole_group_norm_backbone() {
+    use detr_model::backbone::BackboneNorm;
+    let model = DetrConfig::preset("tiny")
+        .unwrap()
+        .init::<AD>(&Default::default())
+        .unwrap();
+    assert!(model.backbone.conv1.weight.is_require_grad());
+    assert!(model.backbone.layer1[0].conv1.weight.is_require_grad());
+    let BackboneNorm::Group(gn) = &model.backbone.layer4[1].bn2 else {
+        panic!("tiny should use GroupNorm");
+    };
+    assert_eq!(gn.num_groups, 32);
+    assert!(gn.gamma.as_ref().unwrap().is_require_grad());
+    let BackboneNorm::Group(stem) = &model.backbone.bn1 else {
+        panic!("tiny should use GroupNorm");
+    };
+    assert_eq!(stem.num_groups, 4);
+    // Official names are the same as with FrozenBatchNorm2d, less the running statistics.
+    let names: Vec<String> = detr_model::weights::keymap::official_layout(&model)
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&"backbone.0.body.layer4.1.bn2.weight".to_string()));
+    assert!(!names.iter().any(|n| n.contains("running_")));
 }
 
 #[test]
@@ -120,6 +158,11 @@ fn bad_configs_are_errors_naming_the_option() {
         .init::<B>(&Default::default())
         .unwrap_err();
     assert!(err.to_string().contains("nheads"), "{err}");
+    let err = DetrConfig::new()
+        .with_backbone_norm("batch".into())
+        .init::<B>(&Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("batch"), "{err}");
     let err = DetrConfig::preset("r18").unwrap_err();
     assert!(err.to_string().contains("r18"), "{err}");
 }

@@ -35,6 +35,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usize, warmup: usize) {
+    let clip: f32 = arg("--clip", 0.1);
     let device = B::Device::default();
     B::seed(&device, 0);
     let num_classes = 91;
@@ -45,7 +46,13 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
     let criterion = SetCriterionConfig::new(num_classes)
         .init()
         .expect("criterion");
-    let mut optim = DetrOptimizer::new(&model, OptimizerOptions::default());
+    let mut optim = DetrOptimizer::new(
+        &model,
+        OptimizerOptions {
+            clip_max_norm: clip,
+            ..OptimizerOptions::default()
+        },
+    );
     let images = Tensor::<B, 4>::random(
         [batch, 3, size, size],
         Distribution::Normal(0.0, 1.0),

@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub backbone: Option<String>,
     /// Channels of the backbone stem (64 for torchvision ResNets).
     pub backbone_width: Option<usize>,
+    /// Backbone normalisation: `frozen` (FrozenBatchNorm2d) or `group` (trainable GroupNorm).
+    pub backbone_norm: Option<String>,
+    /// Train the backbone's stem and `layer1` too (the original freezes them).
+    pub train_stem_and_layer1: Option<bool>,
     /// DC5: dilation instead of stride in the last backbone stage.
     pub dilation: Option<bool>,
     /// Position embedding (`sine` or `learned`).
@@ -214,6 +218,8 @@ impl TrainConfig {
             preset: "r50".into(),
             backbone: None,
             backbone_width: None,
+            backbone_norm: None,
+            train_stem_and_layer1: None,
             dilation: None,
             position_embedding: None,
             enc_layers: None,
@@ -260,11 +266,9 @@ impl TrainConfig {
     pub fn synthetic_tiny() -> Self {
         Self {
             lr: 2e-4,
-            // No ImageNet weights, and FrozenBatchNorm2d is the identity on a fresh ResNet:
-            // trained from scratch without normalisation its activations explode (to ~1e9
-            // within 2000 steps at lr 1e-3) and the model stops depending on the image. The
-            // random backbone is kept frozen; the transformer learns on its features.
-            lr_backbone: 0.0,
+            // No ImageNet weights: the tiny preset's GroupNorm backbone trains from scratch,
+            // at the same rate as the rest.
+            lr_backbone: 2e-4,
             batch_size: 4,
             epochs: 60,
             lr_drop: 50,
@@ -354,6 +358,12 @@ impl TrainConfig {
         }
         if let Some(v) = self.backbone_width {
             c.backbone_width = v;
+        }
+        if let Some(v) = &self.backbone_norm {
+            c.backbone_norm = v.clone();
+        }
+        if let Some(v) = self.train_stem_and_layer1 {
+            c.train_stem_and_layer1 = v;
         }
         if let Some(v) = self.dilation {
             c.dilation = v;

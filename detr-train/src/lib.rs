@@ -6,6 +6,7 @@ pub mod criterion;
 pub mod error;
 pub mod matcher;
 pub mod optim;
+pub mod pictures;
 pub mod plot;
 pub mod run;
 pub mod schedule;

@@ -50,6 +50,13 @@ struct Args {
     /// Channels of the backbone stem (64 = torchvision).
     #[arg(long = "backbone_width")]
     backbone_width: Option<usize>,
+    /// Backbone normalisation: frozen (FrozenBatchNorm2d, for pretrained backbones) or group
+    /// (trainable GroupNorm, for training from scratch).
+    #[arg(long = "backbone_norm")]
+    backbone_norm: Option<String>,
+    /// Train the backbone's stem and layer1 too (true or false; the original freezes them).
+    #[arg(long = "train_stem_and_layer1")]
+    train_stem_and_layer1: Option<bool>,
     /// DC5 (dilation in the last backbone stage).
     #[arg(long)]
     dilation: bool,
@@ -227,6 +234,8 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         args,
         backbone,
         backbone_width,
+        backbone_norm,
+        train_stem_and_layer1,
         position_embedding,
         enc_layers,
         dec_layers
@@ -261,30 +270,51 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
 
 fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
     use burn::backend::Autodiff;
-    let idx = cfg.devices[0];
+    let devices = cfg.devices.clone();
+    let cpu = |name: &str| {
+        if devices.len() > 1 || devices[0] != 0 {
+            Err(TrainError::Config(format!(
+                "the {name} backend has one device (0); --devices {devices:?} needs a GPU backend"
+            )))
+        } else {
+            Ok(())
+        }
+    };
     match cfg.backend.as_str() {
-        "flex" => run::<Autodiff<burn::backend::Flex>>(cfg, Default::default()),
-        "ndarray" => run::<Autodiff<burn::backend::NdArray>>(cfg, Default::default()),
+        "flex" => {
+            cpu("flex")?;
+            run::<Autodiff<burn::backend::Flex>>(cfg, vec![Default::default()])
+        }
+        "ndarray" => {
+            cpu("ndarray")?;
+            run::<Autodiff<burn::backend::NdArray>>(cfg, vec![Default::default()])
+        }
         #[cfg(feature = "wgpu")]
         "wgpu" => {
-            let device = if idx == 0 {
-                burn::backend::wgpu::WgpuDevice::default()
-            } else {
-                burn::backend::wgpu::WgpuDevice::DiscreteGpu(idx)
-            };
-            run::<Autodiff<burn::backend::Wgpu>>(cfg, device)
+            let devices = devices
+                .iter()
+                .map(|&i| {
+                    if i == 0 && devices.len() == 1 {
+                        burn::backend::wgpu::WgpuDevice::default()
+                    } else {
+                        burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
+                    }
+                })
+                .collect();
+            run::<Autodiff<burn::backend::Wgpu>>(cfg, devices)
         }
         #[cfg(feature = "cuda")]
         "cuda" => {
-            run::<Autodiff<burn::backend::Cuda>>(cfg, burn::backend::cuda::CudaDevice::new(idx))
+            let devices = devices
+                .iter()
+                .map(|&i| burn::backend::cuda::CudaDevice::new(i))
+                .collect();
+            run::<Autodiff<burn::backend::Cuda>>(cfg, devices)
         }
-        other => {
-            let _ = idx;
-            Err(TrainError::Config(format!(
-                "backend `{other}` is not available in this build (flex and ndarray always are; \
-                 build with --features wgpu or --features cuda for GPUs)"
-            )))
-        }
+        other => Err(TrainError::Config(format!(
+            "backend `{other}` is not available in this build (flex and ndarray always are; \
+             build with --features wgpu or --features cuda for GPUs)"
+        ))),
     }
 }
 

@@ -254,12 +254,43 @@ pub fn print_eval(r: &EvalResult) {
     }
 }
 
-/// Trains (or with `eval`, only evaluates) on `device` as `cfg` says.
+/// Writes `--num_vis_images` validation pictures with predictions to `<output_dir>/pictures`.
+fn write_pictures<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    trainer: &Trainer<B>,
+    val: &CocoDetection,
+) -> Result<(), TrainError> {
+    let dir = cfg.output_dir.join("pictures");
+    let written = crate::pictures::write_validation_pictures(
+        &burn::module::AutodiffModule::valid(&trainer.model),
+        &trainer.device,
+        val,
+        &dir,
+        cfg.num_vis_images,
+        cfg.vis_threshold,
+    )?;
+    if !written.is_empty() {
+        tracing::info!(
+            "{} validation pictures with predictions in {}",
+            written.len(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Trains (or with `eval`, only evaluates) on `devices` as `cfg` says: data-parallel when
+/// there are several (see [`Trainer::with_devices`]); the first one also validates.
 pub fn run<B: AutodiffBackend>(
     cfg: TrainConfig,
-    device: B::Device,
+    devices: Vec<B::Device>,
 ) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
+    let Some(device) = devices.first().cloned() else {
+        return Err(TrainError::Config(
+            "devices must name at least one device".into(),
+        ));
+    };
     let out = cfg.output_dir.clone();
     std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
     let resolved =
@@ -276,7 +307,14 @@ pub fn run<B: AutodiffBackend>(
         splits.val.len()
     );
     let (model, _) = build_model::<B>(&cfg, num_classes, &device)?;
-    let mut trainer = Trainer::new(cfg.clone(), model, device.clone())?;
+    let mut trainer = Trainer::new(cfg.clone(), model, device.clone())?.with_devices(devices)?;
+    if trainer.devices.len() > 1 {
+        tracing::info!(
+            "data-parallel training on {} devices: {:?}",
+            trainer.devices.len(),
+            trainer.devices
+        );
+    }
     if let Some(path) = &cfg.resume {
         trainer = trainer.load_checkpoint(path)?;
         tracing::info!(
@@ -289,6 +327,7 @@ pub fn run<B: AutodiffBackend>(
     let n_parameters = trainer.model.num_trainable_params();
     tracing::info!("trainable parameters: {n_parameters}");
 
+    let val_pictures = splits.val.clone();
     let val_loader = DetrDataLoader::<B::InnerBackend>::new(
         splits.val,
         LoaderConfig::val(cfg.batch_size).with_workers(cfg.num_workers),
@@ -300,6 +339,7 @@ pub fn run<B: AutodiffBackend>(
         let text = serde_json::to_string_pretty(&eval_json(&r))
             .map_err(|e| TrainError::Config(e.to_string()))?;
         write_file(&out.join("eval.json"), text.as_bytes())?;
+        write_pictures(&cfg, &trainer, &val_pictures)?;
         return Ok(RunSummary {
             coco_stats: Some(r.coco_stats),
             epochs: trainer.state.epoch,
@@ -357,6 +397,7 @@ pub fn run<B: AutodiffBackend>(
         );
     }
     detr_model::weights::save_record(&trainer.model, &out.join("model.mpk"))?;
+    write_pictures(&cfg, &trainer, &val_pictures)?;
     Ok(RunSummary {
         coco_stats: last_stats,
         epochs: trainer.state.epoch,

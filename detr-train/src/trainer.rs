@@ -116,8 +116,10 @@ pub struct Trainer<B: AutodiffBackend> {
     pub schedule: StepLr,
     /// Progress.
     pub state: TrainState,
-    /// The device.
+    /// The main device (optimiser, validation).
     pub device: B::Device,
+    /// Every training device, the main one first ([`Self::with_devices`]).
+    pub devices: Vec<B::Device>,
 }
 
 type CheckpointRecord<B> = (DetrRecord<B>, DetrOptimizerRecord<B>, String);
@@ -156,6 +158,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             criterion,
             schedule,
             state,
+            devices: vec![device.clone()],
             device,
         })
     }
@@ -166,45 +169,102 @@ impl<B: AutodiffBackend> Trainer<B> {
         (lr, self.optim.backbone_lr(lr))
     }
 
+    /// Trains on several devices (data-parallel, the first is the main device that holds the
+    /// optimiser and runs validation). Every step splits its batch into one shard per device;
+    /// each device runs forward, loss and backward on its shard with a copy of the model,
+    /// and the gradients are averaged on the main device before one optimiser step, as
+    /// Burn's multi-device strategy and PyTorch's DDP do. `num_boxes` is the whole batch's
+    /// (the all-reduce of the original), divided by the number of shards.
+    pub fn with_devices(mut self, devices: Vec<B::Device>) -> Result<Self, TrainError> {
+        let Some(main) = devices.first() else {
+            return Err(TrainError::Config(
+                "devices must name at least one device".into(),
+            ));
+        };
+        if self.config.batch_size < devices.len() {
+            return Err(TrainError::Config(format!(
+                "batch_size ({}) must be at least the number of devices ({})",
+                self.config.batch_size,
+                devices.len()
+            )));
+        }
+        self.device = main.clone();
+        self.devices = devices;
+        Ok(self)
+    }
+
     /// One training step on `batch` with the schedule's learning rate of the current epoch.
     /// A non-finite loss is an error (nothing is updated).
     pub fn train_step(&mut self, batch: DetrBatch<B>) -> Result<StepStats, TrainError> {
         let lr = self.schedule.lr(self.state.epoch);
-        B::seed(&self.device, mix_seed(self.config.seed, self.state.step));
-        let out = self.model.forward(batch.images, batch.mask);
-        let num_boxes = SetCriterion::count_boxes(&batch.targets) as f32;
-        let crit = match self.criterion.forward_with_num_boxes(
-            out.logits,
-            out.boxes,
-            &batch.targets,
-            num_boxes,
-        ) {
-            Ok(c) => c,
-            // NaN/inf predictions already fail in the matcher: the same stop, with its message.
-            Err(CriterionError::Matcher(e @ MatcherError::NonFiniteCost { .. })) => {
-                return Err(TrainError::NonFiniteLoss {
-                    epoch: self.state.epoch,
-                    step: self.state.step,
-                    components: vec![("matching".into(), f32::NAN)],
-                    detail: format!("; {e}"),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let components = crit.components()?;
-        if components
+        let shards = split_batch(batch, &self.devices);
+        let world = shards.len();
+        let total_boxes: usize = shards
             .iter()
-            .any(|(k, v)| k.starts_with("loss") && !v.is_finite())
-        {
-            return Err(TrainError::NonFiniteLoss {
-                epoch: self.state.epoch,
-                step: self.state.step,
-                components,
-                detail: String::new(),
+            .map(|(b, _)| SetCriterion::count_boxes(&b.targets))
+            .sum();
+        // The original: num_boxes = clamp(all_reduce(num_boxes) / world_size, min=1).
+        let num_boxes = (total_boxes as f32 / world as f32).max(1.0);
+        let seed = mix_seed(self.config.seed, self.state.step);
+        let (epoch, step) = (self.state.epoch, self.state.step);
+        let model = &self.model;
+        let criterion = &self.criterion;
+        let results: Vec<Result<ShardOutput, TrainError>> = if world == 1 {
+            shards
+                .into_iter()
+                .map(|(b, d)| {
+                    shard_step(model, criterion, b, &d, seed, num_boxes, world, epoch, step)
+                })
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = shards
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (b, d))| {
+                        let shard_seed = mix_seed(seed, i as u64);
+                        scope.spawn(move || {
+                            let forked = model.clone().fork(&d);
+                            shard_step(
+                                &forked, criterion, b, &d, shard_seed, num_boxes, world, epoch,
+                                step,
+                            )
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(TrainError::Config(
+                                "a training device thread panicked".into(),
+                            ))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut components: Vec<(String, f32)> = Vec::new();
+        let mut grads: Option<GradientsParams> = None;
+        for r in results {
+            let out = r?;
+            if components.is_empty() {
+                components = out
+                    .components
+                    .iter()
+                    .map(|(k, _)| (k.clone(), 0.0))
+                    .collect();
+            }
+            for (slot, (_, v)) in components.iter_mut().zip(&out.components) {
+                slot.1 += v / world as f32;
+            }
+            let g = out.grads.to_device(&self.device, &self.model);
+            grads = Some(match grads {
+                None => g,
+                Some(acc) => add_grads(&self.model, acc, g),
             });
         }
-        let grads = crit.loss.backward();
-        let grads = GradientsParams::from_grads(grads, &self.model);
+        let grads = grads.unwrap_or_default();
         let model = self.model.clone();
         let (model, norm) = self.optim.step_clipped(lr, model, grads);
         self.model = model;
@@ -373,4 +433,102 @@ pub fn fmt_secs(s: f64) -> String {
     } else {
         format!("{m}m{s:02}s")
     }
+}
+
+/// What one device returns from its shard.
+struct ShardOutput {
+    components: Vec<(String, f32)>,
+    grads: GradientsParams,
+}
+
+/// Splits a batch into one contiguous shard per device (the first shards take one image
+/// more when the batch does not divide evenly), each moved to its device.
+fn split_batch<B: Backend>(
+    batch: DetrBatch<B>,
+    devices: &[B::Device],
+) -> Vec<(DetrBatch<B>, B::Device)> {
+    if devices.len() <= 1 {
+        return vec![(batch, devices.first().cloned().unwrap_or_default())];
+    }
+    let n = batch.targets.len();
+    let parts = devices.len().min(n).max(1);
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for (i, device) in devices.iter().take(parts).enumerate() {
+        let len = n / parts + usize::from(i < n % parts);
+        let end = start + len;
+        out.push((
+            DetrBatch {
+                images: batch.images.clone().slice(start..end).to_device(device),
+                mask: batch.mask.clone().slice(start..end).to_device(device),
+                targets: batch.targets[start..end].to_vec(),
+            },
+            device.clone(),
+        ));
+        start = end;
+    }
+    out
+}
+
+/// Forward, loss and backward of one shard on its device; the loss is divided by the number
+/// of shards so that summed gradients are their average.
+#[allow(clippy::too_many_arguments)]
+fn shard_step<B: AutodiffBackend>(
+    model: &Detr<B>,
+    criterion: &SetCriterion,
+    batch: DetrBatch<B>,
+    device: &B::Device,
+    seed: u64,
+    num_boxes: f32,
+    world: usize,
+    epoch: usize,
+    step: u64,
+) -> Result<ShardOutput, TrainError> {
+    B::seed(device, seed);
+    let out = model.forward(batch.images, batch.mask);
+    let crit =
+        match criterion.forward_with_num_boxes(out.logits, out.boxes, &batch.targets, num_boxes) {
+            Ok(c) => c,
+            // NaN/inf predictions already fail in the matcher: the same stop, with its message.
+            Err(CriterionError::Matcher(e @ MatcherError::NonFiniteCost { .. })) => {
+                return Err(TrainError::NonFiniteLoss {
+                    epoch,
+                    step,
+                    components: vec![("matching".into(), f32::NAN)],
+                    detail: format!("; {e}"),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let components = crit.components()?;
+    if components
+        .iter()
+        .any(|(k, v)| k.starts_with("loss") && !v.is_finite())
+    {
+        return Err(TrainError::NonFiniteLoss {
+            epoch,
+            step,
+            components,
+            detail: String::new(),
+        });
+    }
+    let loss = if world > 1 {
+        crit.loss.div_scalar(world as f32)
+    } else {
+        crit.loss
+    };
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    Ok(ShardOutput { components, grads })
+}
+
+/// `a + b` for every parameter of `model` (both on the same device).
+fn add_grads<B: AutodiffBackend>(
+    model: &Detr<B>,
+    a: GradientsParams,
+    b: GradientsParams,
+) -> GradientsParams {
+    let mut acc = burn::optim::GradientsAccumulator::<Detr<B>>::new();
+    acc.accumulate(model, a);
+    acc.accumulate(model, b);
+    acc.grads()
 }

@@ -204,7 +204,12 @@ fn resume_continues_the_same_trajectory() {
 #[test]
 fn frozen_batch_norm_stem_and_layer1_never_change() {
     let _guard = serial();
-    let mut t = trainer(config());
+    // The original's backbone (the tiny preset trains a GroupNorm backbone from scratch).
+    let mut t = trainer(TrainConfig {
+        backbone_norm: Some("frozen".into()),
+        train_stem_and_layer1: Some(false),
+        ..config()
+    });
     let before = snapshot(&t.model);
     for i in 0..3 {
         t.train_step(batch(i)).unwrap();
@@ -377,4 +382,51 @@ fn pretrained_with_another_class_count_loads_all_but_the_class_head() {
     }
     assert!(loaded > 50);
     assert_eq!(model.class_embed.weight.dims(), [32, NUM_CLASSES + 1]);
+}
+
+#[test]
+fn data_parallel_over_two_devices_gives_the_single_device_update() {
+    let _guard = serial();
+    let device: burn::tensor::Device<B> = Default::default();
+    // Both images carry one box: the shards are balanced, so averaging the two shards'
+    // gradients equals the whole batch's gradient (as with PyTorch's DDP).
+    let mut single = trainer(config());
+    let mut parallel = trainer(config())
+        .with_devices(vec![device.clone(), device])
+        .unwrap();
+    let a = single.train_step(batch(0)).unwrap();
+    let b = parallel.train_step(batch(0)).unwrap();
+    for ((ka, va), (kb, vb)) in a.components.iter().zip(&b.components) {
+        assert_eq!(ka, kb);
+        assert!(
+            (va - vb).abs() <= 1e-4 * va.abs().max(1.0),
+            "{ka}: single {va}, data-parallel {vb}"
+        );
+    }
+    let (ga, gb) = (a.grad_norm.unwrap(), b.grad_norm.unwrap());
+    assert!((ga - gb).abs() <= 1e-4 * ga, "grad norm {ga} vs {gb}");
+    let (pa, pb) = (snapshot(&single.model), snapshot(&parallel.model));
+    let mut worst = 0.0f32;
+    for ((name, _, va), (_, _, vb)) in pa.iter().zip(&pb) {
+        let d = max_abs_diff(va, vb);
+        worst = worst.max(d);
+        // Adam's first step moves each parameter by ~lr (1e-3): 1e-5 is 1 % of a step.
+        assert!(d <= 1e-5, "{name} differs by {d}");
+    }
+    eprintln!("data-parallel vs single device: max parameter difference {worst:e}");
+}
+
+#[test]
+fn more_devices_than_images_is_a_clear_error() {
+    let _guard = serial();
+    let device: burn::tensor::Device<B> = Default::default();
+    let cfg = TrainConfig {
+        batch_size: 2,
+        ..config()
+    };
+    let err = match trainer(cfg).with_devices(vec![device.clone(), device.clone(), device]) {
+        Ok(_) => panic!("three devices for batches of two should be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("batch_size"), "{err}");
 }

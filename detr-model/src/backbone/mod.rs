@@ -1,10 +1,12 @@
-//! DETR's backbone: a ResNet with frozen batch normalisation, and the padding mask brought
+//! DETR's backbone: a ResNet with frozen batch normalisation (or GroupNorm from scratch), and the padding mask brought
 //! down to the resolution of its features.
 
 pub mod frozen_batch_norm;
+pub mod norm;
 pub mod resnet;
 
 pub use frozen_batch_norm::FrozenBatchNorm2d;
+pub use norm::{group_norm_groups, BackboneNorm, BackboneNormKind};
 pub use resnet::{Block, Downsample, ResNet};
 
 use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};

@@ -1,4 +1,4 @@
-//! ResNet-18/34/50/101 with FrozenBatchNorm2d, laid out like torchvision (`conv1`, `bn1`,
+//! ResNet-18/34/50/101 with FrozenBatchNorm2d (or GroupNorm, see [`super::norm`]), laid out like torchvision (`conv1`, `bn1`,
 //! `layer1`..`layer4`, blocks with `conv1..3`, `bn1..3`, `downsample`), optionally with
 //! layer4's stride replaced by dilation 2 (DC5).
 
@@ -9,7 +9,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::frozen_batch_norm::FrozenBatchNorm2d;
+use super::norm::{BackboneNorm, BackboneNormKind};
 use crate::config::BackboneKind;
 
 /// The 1×1 convolution and normalisation on a block's shortcut when shapes change.
@@ -18,7 +18,7 @@ pub struct Downsample<B: Backend> {
     /// 1×1 convolution (torchvision's `downsample.0`).
     pub conv: Conv2d<B>,
     /// Normalisation (torchvision's `downsample.1`).
-    pub bn: FrozenBatchNorm2d<B>,
+    pub bn: BackboneNorm<B>,
 }
 
 /// A residual block: basic (two 3×3 convolutions) or bottleneck (1×1, 3×3, 1×1), following
@@ -28,15 +28,15 @@ pub struct Block<B: Backend> {
     /// First convolution.
     pub conv1: Conv2d<B>,
     /// First normalisation.
-    pub bn1: FrozenBatchNorm2d<B>,
+    pub bn1: BackboneNorm<B>,
     /// Second convolution.
     pub conv2: Conv2d<B>,
     /// Second normalisation.
-    pub bn2: FrozenBatchNorm2d<B>,
+    pub bn2: BackboneNorm<B>,
     /// Third convolution (bottleneck blocks only).
     pub conv3: Option<Conv2d<B>>,
     /// Third normalisation (bottleneck blocks only).
-    pub bn3: Option<FrozenBatchNorm2d<B>>,
+    pub bn3: Option<BackboneNorm<B>>,
     /// Shortcut projection, when the block changes resolution or width.
     pub downsample: Option<Downsample<B>>,
 }
@@ -66,6 +66,7 @@ fn conv<B: Backend>(
 impl<B: Backend> Block<B> {
     fn new(
         kind: BackboneKind,
+        norm: BackboneNormKind,
         inplanes: usize,
         planes: usize,
         stride: usize,
@@ -75,24 +76,24 @@ impl<B: Backend> Block<B> {
         let out = planes * kind.expansion();
         let downsample = (stride != 1 || inplanes != out).then(|| Downsample {
             conv: conv(inplanes, out, 1, stride, 1, device),
-            bn: FrozenBatchNorm2d::new(out, device),
+            bn: BackboneNorm::new(norm, out, device),
         });
         if kind.is_bottleneck() {
             Self {
                 conv1: conv(inplanes, planes, 1, 1, 1, device),
-                bn1: FrozenBatchNorm2d::new(planes, device),
+                bn1: BackboneNorm::new(norm, planes, device),
                 conv2: conv(planes, planes, 3, stride, dilation, device),
-                bn2: FrozenBatchNorm2d::new(planes, device),
+                bn2: BackboneNorm::new(norm, planes, device),
                 conv3: Some(conv(planes, out, 1, 1, 1, device)),
-                bn3: Some(FrozenBatchNorm2d::new(out, device)),
+                bn3: Some(BackboneNorm::new(norm, out, device)),
                 downsample,
             }
         } else {
             Self {
                 conv1: conv(inplanes, planes, 3, stride, dilation, device),
-                bn1: FrozenBatchNorm2d::new(planes, device),
+                bn1: BackboneNorm::new(norm, planes, device),
                 conv2: conv(planes, planes, 3, 1, dilation, device),
-                bn2: FrozenBatchNorm2d::new(planes, device),
+                bn2: BackboneNorm::new(norm, planes, device),
                 conv3: None,
                 bn3: None,
                 downsample,
@@ -121,7 +122,7 @@ pub struct ResNet<B: Backend> {
     /// Stem convolution, 7×7 stride 2.
     pub conv1: Conv2d<B>,
     /// Stem normalisation.
-    pub bn1: FrozenBatchNorm2d<B>,
+    pub bn1: BackboneNorm<B>,
     /// Stem max pooling, 3×3 stride 2.
     pub maxpool: MaxPool2d,
     /// Stage 1 (stride 4 overall).
@@ -135,9 +136,15 @@ pub struct ResNet<B: Backend> {
 }
 
 impl<B: Backend> ResNet<B> {
-    /// Builds a ResNet of `kind` whose stem has `width` channels (64 in torchvision), with
-    /// layer4's stride replaced by dilation when `dilation` is set (DC5).
-    pub fn new(kind: BackboneKind, width: usize, dilation: bool, device: &B::Device) -> Self {
+    /// Builds a ResNet of `kind` normalised by `norm`, whose stem has `width` channels (64 in
+    /// torchvision), with layer4's stride replaced by dilation when `dilation` is set (DC5).
+    pub fn new(
+        kind: BackboneKind,
+        norm: BackboneNormKind,
+        width: usize,
+        dilation: bool,
+        device: &B::Device,
+    ) -> Self {
         let blocks = kind.blocks();
         let mut inplanes = width;
         let mut current_dilation = 1;
@@ -151,6 +158,7 @@ impl<B: Backend> ResNet<B> {
             let mut layer = Vec::with_capacity(count);
             layer.push(Block::new(
                 kind,
+                norm,
                 inplanes,
                 planes,
                 stride,
@@ -161,6 +169,7 @@ impl<B: Backend> ResNet<B> {
             for _ in 1..count {
                 layer.push(Block::new(
                     kind,
+                    norm,
                     inplanes,
                     planes,
                     1,
@@ -184,7 +193,7 @@ impl<B: Backend> ResNet<B> {
                     fan_out_only: true,
                 })
                 .init(device),
-            bn1: FrozenBatchNorm2d::new(width, device),
+            bn1: BackboneNorm::new(norm, width, device),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))

@@ -10,7 +10,7 @@
 
 use burn::tensor::backend::Backend;
 
-use crate::backbone::{Block, ResNet};
+use crate::backbone::{BackboneNormKind, Block, ResNet};
 use crate::detr::Detr;
 use crate::position::PositionEmbedding;
 use crate::transformer::MultiHeadAttention;
@@ -41,6 +41,7 @@ pub struct OfficialEntry {
 
 struct Layout {
     entries: Vec<OfficialEntry>,
+    norm: BackboneNormKind,
 }
 
 impl Layout {
@@ -56,9 +57,20 @@ impl Layout {
         self.push(name, shape, vec![(burn, Transform::Identity)]);
     }
 
-    fn frozen_bn(&mut self, official: &str, burn: &str, c: usize) {
-        for p in ["weight", "bias", "running_mean", "running_var"] {
-            self.same(format!("{official}.{p}"), format!("{burn}.{p}"), vec![c]);
+    /// A backbone normalisation: FrozenBatchNorm2d's four tensors, or GroupNorm's two
+    /// (`weight`/`bias` stored as Burn's `gamma`/`beta`).
+    fn norm(&mut self, official: &str, burn: &str, c: usize) {
+        match self.norm {
+            BackboneNormKind::Frozen => {
+                for p in ["weight", "bias", "running_mean", "running_var"] {
+                    self.same(format!("{official}.{p}"), format!("{burn}.{p}"), vec![c]);
+                }
+            }
+            BackboneNormKind::Group => {
+                for (p, b) in [("weight", "gamma"), ("bias", "beta")] {
+                    self.same(format!("{official}.{p}"), format!("{burn}.{b}"), vec![c]);
+                }
+            }
         }
     }
 
@@ -134,7 +146,7 @@ impl Layout {
             &format!("{burn}.conv1"),
             dims(&block.conv1),
         );
-        self.frozen_bn(
+        self.norm(
             &format!("{official}.bn1"),
             &format!("{burn}.bn1"),
             dims(&block.conv1)[0],
@@ -144,7 +156,7 @@ impl Layout {
             &format!("{burn}.conv2"),
             dims(&block.conv2),
         );
-        self.frozen_bn(
+        self.norm(
             &format!("{official}.bn2"),
             &format!("{burn}.bn2"),
             dims(&block.conv2)[0],
@@ -155,7 +167,7 @@ impl Layout {
                 &format!("{burn}.conv3"),
                 dims(conv3),
             );
-            self.frozen_bn(
+            self.norm(
                 &format!("{official}.bn3"),
                 &format!("{burn}.bn3"),
                 dims(conv3)[0],
@@ -167,7 +179,7 @@ impl Layout {
                 &format!("{burn}.downsample.conv"),
                 dims(&ds.conv),
             );
-            self.frozen_bn(
+            self.norm(
                 &format!("{official}.downsample.1"),
                 &format!("{burn}.downsample.bn"),
                 dims(&ds.conv)[0],
@@ -179,7 +191,7 @@ impl Layout {
         let stem = net.conv1.weight.shape().to_vec();
         let width = stem[0];
         self.conv(&format!("{official}.conv1"), &format!("{burn}.conv1"), stem);
-        self.frozen_bn(&format!("{official}.bn1"), &format!("{burn}.bn1"), width);
+        self.norm(&format!("{official}.bn1"), &format!("{burn}.bn1"), width);
         for (li, layer) in [&net.layer1, &net.layer2, &net.layer3, &net.layer4]
             .iter()
             .enumerate()
@@ -200,6 +212,7 @@ impl Layout {
 pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
     let mut l = Layout {
         entries: Vec::new(),
+        norm: model.backbone.bn1.kind(),
     };
     l.resnet("backbone.0.body", "backbone", &model.backbone);
     if let PositionEmbedding::Learned(learned) = &model.position {

@@ -1,0 +1,116 @@
+//! The normalisation after each backbone convolution: the original's FrozenBatchNorm2d, or a
+//! trainable GroupNorm for backbones trained from scratch.
+//!
+//! DETR always starts from an ImageNet-pretrained ResNet whose batch statistics are frozen.
+//! Without pretrained weights FrozenBatchNorm2d is the identity and a ResNet trained with it
+//! has no normalisation at all (its activations grow without bound); GroupNorm (Wu & He, 2018)
+//! normalises per image, so it behaves the same in training and evaluation and at any batch
+//! size, which suits the small batches of detection.
+
+use burn::module::Module;
+use burn::nn::{GroupNorm, GroupNormConfig};
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::frozen_batch_norm::FrozenBatchNorm2d;
+use crate::error::ModelError;
+
+/// Which normalisation a backbone uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackboneNormKind {
+    /// FrozenBatchNorm2d: constant statistics (the original; for pretrained backbones).
+    Frozen,
+    /// Trainable GroupNorm with [`group_norm_groups`] groups (for training from scratch).
+    Group,
+}
+
+impl BackboneNormKind {
+    /// Parses `frozen` (FrozenBatchNorm2d) or `group` (GroupNorm).
+    pub fn parse(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "frozen" | "frozen_bn" => Ok(Self::Frozen),
+            "group" | "gn" => Ok(Self::Group),
+            other => Err(ModelError::InvalidConfig(format!(
+                "unknown backbone_norm `{other}` (expected frozen or group)"
+            ))),
+        }
+    }
+}
+
+/// Groups of the GroupNorm over `channels` channels: 32 (the GroupNorm paper's default) when
+/// there are at least 8 channels per group, fewer for narrow layers (`channels / 8`), and always
+/// a divisor of `channels`.
+pub fn group_norm_groups(channels: usize) -> usize {
+    let wanted = (channels / 8).clamp(1, 32);
+    (1..=wanted)
+        .rev()
+        .find(|g| channels.is_multiple_of(*g))
+        .unwrap_or(1)
+}
+
+/// A backbone normalisation layer. Checkpoint names are the same for both kinds (`weight`,
+/// `bias`; FrozenBatchNorm2d adds `running_mean` and `running_var`).
+#[derive(Module, Debug)]
+pub enum BackboneNorm<B: Backend> {
+    /// Constant batch statistics.
+    Frozen(FrozenBatchNorm2d<B>),
+    /// Trainable per-image group statistics (`gamma` is the checkpoint's `weight`, `beta` its
+    /// `bias`).
+    Group(GroupNorm<B>),
+}
+
+impl<B: Backend> BackboneNorm<B> {
+    /// A fresh layer over `channels`: the identity FrozenBatchNorm2d, or GroupNorm with weight 1
+    /// and bias 0.
+    pub fn new(kind: BackboneNormKind, channels: usize, device: &B::Device) -> Self {
+        match kind {
+            BackboneNormKind::Frozen => Self::Frozen(FrozenBatchNorm2d::new(channels, device)),
+            BackboneNormKind::Group => Self::Group(
+                GroupNormConfig::new(group_norm_groups(channels), channels).init(device),
+            ),
+        }
+    }
+
+    /// Applies the normalisation to `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Frozen(bn) => bn.forward(x),
+            Self::Group(gn) => gn.forward(x),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> BackboneNormKind {
+        match self {
+            Self::Frozen(_) => BackboneNormKind::Frozen,
+            Self::Group(_) => BackboneNormKind::Group,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_divide_the_channels() {
+        assert_eq!(group_norm_groups(32), 4);
+        assert_eq!(group_norm_groups(64), 8);
+        assert_eq!(group_norm_groups(256), 32);
+        assert_eq!(group_norm_groups(2048), 32);
+        assert_eq!(group_norm_groups(3), 1);
+        assert_eq!(group_norm_groups(40), 5);
+        for c in 1..300 {
+            assert_eq!(c % group_norm_groups(c), 0, "{c}");
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_errors_naming_them() {
+        assert_eq!(
+            BackboneNormKind::parse("group").unwrap(),
+            BackboneNormKind::Group
+        );
+        let err = BackboneNormKind::parse("batch").unwrap_err();
+        assert!(err.to_string().contains("batch"), "{err}");
+    }
+}
