@@ -137,7 +137,9 @@ pub struct Detr<B: Backend> {
 
 impl DetrConfig {
     /// Builds a randomly initialised model (the original's initialisation), with the stem and
-    /// `layer1` of the backbone frozen unless `train_stem_and_layer1`.
+    /// `layer1` of the backbone frozen unless `train_stem_and_layer1`. Every parameter is
+    /// initialised before this returns, so `B::seed(device, s)` followed by `init` is
+    /// deterministic.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Detr<B>, ModelError> {
         self.validate()?;
         let kind = self.backbone_kind()?;
@@ -168,7 +170,7 @@ impl DetrConfig {
                 PositionEmbedding::Learned(LearnedPositionEmbedding::new(d / 2, device))
             }
         };
-        Ok(Detr {
+        let model = Detr {
             backbone,
             position,
             input_proj: Conv2dConfig::new([self.backbone_channels()?, d], [1, 1]).init(device),
@@ -187,7 +189,10 @@ impl DetrConfig {
             bbox_embed: Mlp::new(d, d, 4, 3, device),
             aux_loss: self.aux_loss,
             num_classes: self.num_classes,
-        })
+        };
+        // Burn initialises parameters lazily, on first use: force them now, in module order,
+        // so that a seeded model does not depend on which parameters are used first.
+        Ok(crate::params::materialize(model))
     }
 }
 

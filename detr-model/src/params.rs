@@ -1,4 +1,5 @@
-//! Parameter counting that tells trainable parameters from constants.
+//! Parameter counting that tells trainable parameters from constants, and forcing Burn's
+//! lazily initialised parameters.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{backend::Backend, Tensor};
@@ -38,4 +39,19 @@ pub fn count_tensors<B: Backend, M: Module<B>>(module: &M) -> usize {
     };
     module.visit(&mut c);
     c.tensors
+}
+
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Initialises every lazily initialised parameter of `model` now, in module order (Burn
+/// initialises a parameter when it is first read).
+pub fn materialize<B: Backend, M: Module<B>>(model: M) -> M {
+    model.visit(&mut Materialize);
+    model
 }

@@ -39,9 +39,14 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
     let device = B::Device::default();
     B::seed(&device, 0);
     let num_classes = 91;
-    let cfg = DetrConfig::preset(preset)
+    let mut cfg = DetrConfig::preset(preset)
         .expect("preset")
         .with_num_classes(num_classes);
+    // Optional overrides: --norm frozen|group, --train-stem true|false, --width N, --queries N.
+    cfg.backbone_norm = arg("--norm", cfg.backbone_norm.clone());
+    cfg.train_stem_and_layer1 = arg("--train-stem", cfg.train_stem_and_layer1);
+    cfg.backbone_width = arg("--width", cfg.backbone_width);
+    cfg.num_queries = arg("--queries", cfg.num_queries);
     let mut model = cfg.init::<B>(&device).expect("model");
     let criterion = SetCriterionConfig::new(num_classes)
         .init()

@@ -102,7 +102,7 @@ pub fn build_model<B: Backend>(
     device: &B::Device,
 ) -> Result<(Detr<B>, Option<LoadReport>), TrainError> {
     B::seed(device, cfg.seed);
-    let model = materialize(cfg.model_config(num_classes)?.init::<B>(device)?);
+    let model = cfg.model_config(num_classes)?.init::<B>(device)?;
     let Some(path) = &cfg.pretrained else {
         return Ok((model, None));
     };
@@ -151,22 +151,6 @@ pub fn build_model<B: Backend>(
         );
     }
     Ok((model, Some(report)))
-}
-
-struct Materialize;
-
-impl<B: Backend> burn::module::ModuleVisitor<B> for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
-        let _ = param.val();
-    }
-}
-
-/// Initialises every lazily initialised parameter now, in module order, so that a seeded
-/// model does not depend on when its parameters are first used.
-pub fn materialize<B: Backend>(model: Detr<B>) -> Detr<B> {
-    use burn::module::Module;
-    model.visit(&mut Materialize);
-    model
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
