@@ -392,7 +392,7 @@ fn data_parallel_over_two_devices_gives_the_single_device_update() {
     // gradients equals the whole batch's gradient (as with PyTorch's DDP).
     let mut single = trainer(config());
     let mut parallel = trainer(config())
-        .with_devices(vec![device.clone(), device])
+        .with_devices(vec![device, device])
         .unwrap();
     let a = single.train_step(batch(0)).unwrap();
     let b = parallel.train_step(batch(0)).unwrap();
@@ -424,7 +424,7 @@ fn more_devices_than_images_is_a_clear_error() {
         batch_size: 2,
         ..config()
     };
-    let err = match trainer(cfg).with_devices(vec![device.clone(), device.clone(), device]) {
+    let err = match trainer(cfg).with_devices(vec![device, device, device]) {
         Ok(_) => panic!("three devices for batches of two should be refused"),
         Err(e) => e.to_string(),
     };

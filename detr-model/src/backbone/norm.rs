@@ -49,6 +49,9 @@ pub fn group_norm_groups(channels: usize) -> usize {
 
 /// A backbone normalisation layer. Checkpoint names are the same for both kinds (`weight`,
 /// `bias`; FrozenBatchNorm2d adds `running_mean` and `running_var`).
+// A ResNet holds a few dozen of these: the size difference between variants does not matter,
+// and Burn's Module derive needs the modules inline.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum BackboneNorm<B: Backend> {
     /// Constant batch statistics.
