@@ -150,8 +150,8 @@ pub const PRESETS: [&str; 5] = ["r50", "r50-dc5", "r101", "r101-dc5", "tiny"];
 impl DetrConfig {
     /// A named preset: `r50`, `r50-dc5`, `r101`, `r101-dc5` (the original's models) or `tiny`.
     ///
-    /// `tiny` is sized to learn from scratch on a 2-core CPU: ResNet-18 at half width
-    /// (`backbone_width` 32, so `layer4` gives 256 channels) with GroupNorm and every stage
+    /// `tiny` is sized to learn from scratch on a 2-core CPU: ResNet-18 at quarter width
+    /// (`backbone_width` 16, so `layer4` gives 128 channels) with GroupNorm and every stage
     /// trainable (no pretrained weights exist at this width), hidden 128, 4 heads, 2 encoder
     /// and 2 decoder layers, feed-forward 512 and 30 queries.
     pub fn preset(name: &str) -> Result<Self, ModelError> {
@@ -163,7 +163,7 @@ impl DetrConfig {
             "r101-dc5" => Ok(base.with_backbone("resnet101".into()).with_dilation(true)),
             "tiny" => Ok(base
                 .with_backbone("resnet18".into())
-                .with_backbone_width(32)
+                .with_backbone_width(16)
                 .with_backbone_norm("group".into())
                 .with_train_stem_and_layer1(true)
                 .with_hidden_dim(128)

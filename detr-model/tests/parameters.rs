@@ -131,12 +131,12 @@ fn the_tiny_preset_trains_its_whole_group_norm_backbone() {
     let BackboneNorm::Group(gn) = &model.backbone.layer4[1].bn2 else {
         panic!("tiny should use GroupNorm");
     };
-    assert_eq!(gn.num_groups, 32);
+    assert_eq!(gn.num_groups, 16);
     assert!(gn.gamma.as_ref().unwrap().is_require_grad());
     let BackboneNorm::Group(stem) = &model.backbone.bn1 else {
         panic!("tiny should use GroupNorm");
     };
-    assert_eq!(stem.num_groups, 4);
+    assert_eq!(stem.num_groups, 2);
     // Official names are the same as with FrozenBatchNorm2d, less the running statistics.
     let names: Vec<String> = detr_model::weights::keymap::official_layout(&model)
         .into_iter()

@@ -130,6 +130,9 @@ struct Args {
     /// Multiply every image size of DETR's augmentation by this (1 = 800 px).
     #[arg(long = "image_scale")]
     image_scale: Option<f64>,
+    /// The original's resize–crop–resize augmentation branch (true or false).
+    #[arg(long = "random_crop")]
+    random_crop: Option<bool>,
     /// Output folder.
     #[arg(long = "output_dir")]
     output_dir: Option<PathBuf>,
@@ -228,7 +231,7 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         backend,
         devices
     );
-    set!(cfg, args, max_steps_per_epoch, print_freq);
+    set!(cfg, args, max_steps_per_epoch, print_freq, random_crop);
     set_opt!(
         cfg,
         args,
@@ -271,23 +274,14 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
 fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
     use burn::backend::Autodiff;
     let devices = cfg.devices.clone();
-    let cpu = |name: &str| {
-        if devices.len() > 1 || devices[0] != 0 {
-            Err(TrainError::Config(format!(
-                "the {name} backend has one device (0); --devices {devices:?} needs a GPU backend"
-            )))
-        } else {
-            Ok(())
-        }
-    };
+    // The CPU backends have one device: `--devices 0,1` there runs two shards of each batch in
+    // parallel threads on it (flex runs many small operations on one core, so two shards use
+    // both cores of a small machine better than one).
+    let cpu_shards = devices.len();
     match cfg.backend.as_str() {
-        "flex" => {
-            cpu("flex")?;
-            run::<Autodiff<burn::backend::Flex>>(cfg, vec![Default::default()])
-        }
+        "flex" => run::<Autodiff<burn::backend::Flex>>(cfg, vec![Default::default(); cpu_shards]),
         "ndarray" => {
-            cpu("ndarray")?;
-            run::<Autodiff<burn::backend::NdArray>>(cfg, vec![Default::default()])
+            run::<Autodiff<burn::backend::NdArray>>(cfg, vec![Default::default(); cpu_shards])
         }
         #[cfg(feature = "wgpu")]
         "wgpu" => {
