@@ -8,7 +8,7 @@ two parameter groups (backbone 1e-5, the rest 1e-4, weight decay 1e-4), the same
     python tools/bench_train_step.py --preset tiny --size 128 --batch 4
 
 The model is the independent PyTorch DETR of tools/make_model_fixture.py (the one the Rust
-model is proven against). `tiny` is detr-rs's tiny preset: ResNet-18 at width 32 with
+model is proven against). `tiny` is detr-rs's tiny preset: ResNet-18 at width 16 with
 GroupNorm and every backbone stage trainable, hidden 128, 4 heads, 2+2 layers, FFN 512,
 30 queries. Inputs are random images with three fixed boxes per image, like the Rust
 benchmark; the median of the timed steps is printed, split into forward, loss, backward and
@@ -30,7 +30,7 @@ from make_model_fixture import DETR, PRESETS, FrozenBatchNorm2d  # noqa: E402
 from make_criterion_fixture import cost_matrix, cxcywh_to_xyxy, pairwise_giou, solve  # noqa: E402
 
 TINY = dict(
-    backbone="resnet18", backbone_width=32, dilation=False, position_embedding="sine",
+    backbone="resnet18", backbone_width=16, dilation=False, position_embedding="sine",
     hidden_dim=128, nheads=4, enc_layers=2, dec_layers=2, dim_feedforward=512, dropout=0.1,
     num_queries=30, pre_norm=False, aux_loss=True, num_classes=91,
 )

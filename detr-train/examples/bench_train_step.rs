@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p detr-train --example bench_train_step -- --preset r50 --size 512 --batch 2
-//! cargo run --release -p detr-train --example bench_train_step -- --preset tiny --size 128 --batch 8
+//! cargo run --release -p detr-train --example bench_train_step -- --preset tiny --size 128 --batch 4
 //! ```
 //!
 //! Inputs are random images with three random boxes each (seeded); the first steps are
@@ -133,7 +133,7 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
 fn main() {
     let preset: String = arg("--preset", "tiny".to_string());
     let size: usize = arg("--size", 128);
-    let batch: usize = arg("--batch", 8);
+    let batch: usize = arg("--batch", 4);
     let steps: usize = arg("--steps", 5);
     let warmup: usize = arg("--warmup", 2);
     let backend: String = arg("--backend", "flex".to_string());
