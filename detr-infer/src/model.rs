@@ -18,7 +18,7 @@ pub fn resolve_config(
     num_classes: Option<usize>,
 ) -> Result<DetrConfig> {
     let mut cfg = match (config, preset) {
-        (Some(path), _) => DetrConfig::load(path)
+        (Some(path), _) => DetrConfig::from_json_file(path)
             .map_err(|e| InferError::Config(format!("config {}: {e}", path.display())))?,
         (None, Some(name)) => DetrConfig::preset(name)?,
         (None, None) => DetrConfig::preset("r50")?,

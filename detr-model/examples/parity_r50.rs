@@ -51,7 +51,7 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
 fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).expect("usage: parity_r50 DIR"));
     let device = Default::default();
-    let cfg = DetrConfig::load(dir.join("r50.json")).expect("r50.json");
+    let cfg = DetrConfig::from_json_file(&dir.join("r50.json")).expect("r50.json");
     let io = read(&dir);
     let (img, ishape, _) = &io["images_0"];
     let (m, mshape, _) = &io["mask_0"];

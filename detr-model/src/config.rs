@@ -179,6 +179,39 @@ impl DetrConfig {
         }
     }
 
+    /// Reads a configuration saved as JSON (by [`burn::config::Config::save`] or written by
+    /// hand). Options the file leaves out keep their defaults (the original's DETR-R50), so
+    /// files written before an option existed still load; unknown options are an error.
+    pub fn from_json_file(path: &std::path::Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json_str(&text)
+            .map_err(|e| ModelError::InvalidConfig(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses a JSON configuration; see [`Self::from_json_file`].
+    pub fn from_json_str(text: &str) -> Result<Self, ModelError> {
+        let bad = |e: serde_json::Error| ModelError::InvalidConfig(e.to_string());
+        let given: serde_json::Value = serde_json::from_str(text).map_err(bad)?;
+        let serde_json::Value::Object(given) = given else {
+            return Err(ModelError::InvalidConfig(
+                "a DETR configuration must be a JSON object".into(),
+            ));
+        };
+        let mut merged = serde_json::to_value(Self::new()).map_err(bad)?;
+        if let serde_json::Value::Object(defaults) = &mut merged {
+            for (key, value) in given {
+                if !defaults.contains_key(&key) {
+                    return Err(ModelError::InvalidConfig(format!("unknown option `{key}`")));
+                }
+                defaults.insert(key, value);
+            }
+        }
+        serde_json::from_value(merged).map_err(bad)
+    }
+
     /// The parsed backbone kind.
     pub fn backbone_kind(&self) -> Result<BackboneKind, ModelError> {
         BackboneKind::parse(&self.backbone)

@@ -12,7 +12,7 @@ use detr_model::{DetrConfig, ModelError};
 type B = Flex;
 
 fn config(name: &str) -> DetrConfig {
-    DetrConfig::load(fixtures().join(format!("{name}.json"))).unwrap()
+    DetrConfig::from_json_file(&fixtures().join(format!("{name}.json"))).unwrap()
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {

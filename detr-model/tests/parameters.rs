@@ -166,3 +166,19 @@ fn bad_configs_are_errors_naming_the_option() {
     let err = DetrConfig::preset("r18").unwrap_err();
     assert!(err.to_string().contains("r18"), "{err}");
 }
+
+#[test]
+fn json_configs_without_newer_options_load_with_their_defaults() {
+    let cfg = DetrConfig::from_json_str(r#"{"backbone": "resnet18", "num_classes": 7}"#).unwrap();
+    assert_eq!(cfg.backbone, "resnet18");
+    assert_eq!(cfg.num_classes, 7);
+    assert_eq!(cfg.backbone_norm, "frozen");
+    assert!(!cfg.train_stem_and_layer1);
+    let err = DetrConfig::from_json_str(r#"{"backbone_depth": 5}"#).unwrap_err();
+    assert!(err.to_string().contains("backbone_depth"), "{err}");
+    let back = DetrConfig::from_json_str(
+        &serde_json::to_string(&DetrConfig::preset("tiny").unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back, DetrConfig::preset("tiny").unwrap());
+}

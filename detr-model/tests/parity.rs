@@ -17,7 +17,7 @@ const TOL: f32 = 1e-4;
 const FIXTURES: [&str; 2] = ["tiny_r18", "tiny_r50dc5"];
 
 fn config(name: &str) -> DetrConfig {
-    DetrConfig::load(fixtures().join(format!("{name}.json"))).expect("fixture config")
+    DetrConfig::from_json_file(&fixtures().join(format!("{name}.json"))).expect("fixture config")
 }
 
 fn load<B: Backend>(name: &str, file: &str, format: WeightFormat, device: &B::Device) -> Detr<B> {
