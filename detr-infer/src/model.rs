@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use burn::config::Config;
 use burn::tensor::backend::Backend;
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::{Detr, DetrConfig};

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Flex;
-use burn::config::Config;
 use burn::tensor::{Bool, Tensor, TensorData};
 use detr_model::weights::{load_checkpoint, LoadOptions, WeightFormat};
 use detr_model::DetrConfig;

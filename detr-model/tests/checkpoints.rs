@@ -4,7 +4,6 @@
 mod common;
 
 use burn::backend::Flex;
-use burn::config::Config;
 use common::*;
 use detr_model::weights::{load_checkpoint, save_record, LoadOptions, WeightFormat};
 use detr_model::{DetrConfig, ModelError};

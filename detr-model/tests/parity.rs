@@ -7,7 +7,6 @@
 
 mod common;
 
-use burn::config::Config;
 use burn::tensor::backend::Backend;
 use common::*;
 use detr_model::weights::{load_checkpoint, save_record, LoadOptions, WeightFormat};
