@@ -133,6 +133,12 @@ struct Args {
     /// The original's resize–crop–resize augmentation branch (true or false).
     #[arg(long = "random_crop")]
     random_crop: Option<bool>,
+    /// Validation images drawn with predictions at the end of the run (0: none).
+    #[arg(long = "num_vis_images")]
+    num_vis_images: Option<usize>,
+    /// Score threshold of the drawn predictions.
+    #[arg(long = "vis_threshold")]
+    vis_threshold: Option<f32>,
     /// Output folder.
     #[arg(long = "output_dir")]
     output_dir: Option<PathBuf>,
@@ -232,6 +238,7 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         devices
     );
     set!(cfg, args, max_steps_per_epoch, print_freq, random_crop);
+    set!(cfg, args, num_vis_images, vis_threshold);
     set_opt!(
         cfg,
         args,

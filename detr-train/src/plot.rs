@@ -1,8 +1,9 @@
 //! A PNG of the training curves: losses (left panel) and COCO AP (right panel), per epoch.
 //!
-//! Colours: train loss blue, validation loss orange; AP green, AP50 red. Axes start at 0; the
-//! y range of each panel is printed in the legend strip under it.
+//! Colours: train loss blue, validation loss orange; AP green, AP50 red. Axes start at 0; each
+//! panel has a legend at its top, the top of its y axis and the last epoch printed.
 
+use detr_infer::draw::draw_label;
 use image::{Rgb, RgbImage};
 
 /// One curve: points `(epoch, value)`.
@@ -11,6 +12,8 @@ pub struct Series<'a> {
     pub points: &'a [(f64, f64)],
     /// Line colour.
     pub color: Rgb<u8>,
+    /// Legend text.
+    pub name: &'a str,
 }
 
 const W: u32 = 480;
@@ -57,6 +60,22 @@ fn panel(img: &mut RgbImage, x_off: i64, series: &[Series<'_>], x_max: f64, y_ma
     let py = |y: f64| {
         h - M - ((y / y_max.max(1e-12)).clamp(0.0, 1.0) * (h - 2 * M) as f64).round() as i64
     };
+    let white = Rgb([255, 255, 255]);
+    draw_label(img, x_off + 2, M - 12, &format!("{y_max:.3}"), white, 1);
+    draw_label(img, x_off + 2, h - M - 5, "0", white, 1);
+    draw_label(
+        img,
+        x_off + w - M - 60,
+        h - M + 4,
+        &format!("epoch {x_max:.0}"),
+        white,
+        1,
+    );
+    let mut legend_x = x_off + M + 60;
+    for s in series {
+        draw_label(img, legend_x, 4, s.name, s.color, 1);
+        legend_x += 8 * s.name.len() as i64 + 12;
+    }
     for s in series {
         let pts: Vec<(i64, i64)> = s
             .points
@@ -103,10 +122,12 @@ pub fn curves(
             Series {
                 points: train_loss,
                 color: Rgb([31, 119, 180]),
+                name: "train loss",
             },
             Series {
                 points: val_loss,
                 color: Rgb([255, 127, 14]),
+                name: "validation loss",
             },
         ],
         x_max,
@@ -119,10 +140,12 @@ pub fn curves(
             Series {
                 points: ap,
                 color: Rgb([44, 160, 44]),
+                name: "AP",
             },
             Series {
                 points: ap50,
                 color: Rgb([214, 39, 40]),
+                name: "AP50",
             },
         ],
         x_max,
