@@ -3,6 +3,7 @@
 mod box_pairs;
 pub mod config;
 pub mod criterion;
+mod data_parallel;
 pub mod error;
 pub mod matcher;
 pub mod optim;

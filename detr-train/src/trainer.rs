@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, Optimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -22,9 +22,9 @@ use detr_model::{postprocess, Detr};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::criterion::{CriterionError, SetCriterion};
+use crate::criterion::SetCriterion;
+use crate::data_parallel::{shard_step, split_batch, ShardOutput};
 use crate::error::TrainError;
-use crate::matcher::MatcherError;
 use crate::optim::{DetrOptimizer, DetrOptimizerRecord};
 use crate::schedule::StepLr;
 
@@ -245,7 +245,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             })
         };
         let mut components: Vec<(String, f32)> = Vec::new();
-        let mut grads: Option<GradientsParams> = None;
+        let mut grads = GradientsAccumulator::<Detr<B>>::new();
         for r in results {
             let out = r?;
             if components.is_empty() {
@@ -258,13 +258,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             for (slot, (_, v)) in components.iter_mut().zip(&out.components) {
                 slot.1 += v / world as f32;
             }
-            let g = out.grads.to_device(&self.device, &self.model);
-            grads = Some(match grads {
-                None => g,
-                Some(acc) => add_grads(&self.model, acc, g),
-            });
+            grads.accumulate(&self.model, out.grads.to_device(&self.device, &self.model));
         }
-        let grads = grads.unwrap_or_default();
+        let grads = grads.grads();
         let model = self.model.clone();
         let (model, norm) = self.optim.step_clipped(lr, model, grads);
         self.model = model;
@@ -433,102 +429,4 @@ pub fn fmt_secs(s: f64) -> String {
     } else {
         format!("{m}m{s:02}s")
     }
-}
-
-/// What one device returns from its shard.
-struct ShardOutput {
-    components: Vec<(String, f32)>,
-    grads: GradientsParams,
-}
-
-/// Splits a batch into one contiguous shard per device (the first shards take one image
-/// more when the batch does not divide evenly), each moved to its device.
-fn split_batch<B: Backend>(
-    batch: DetrBatch<B>,
-    devices: &[B::Device],
-) -> Vec<(DetrBatch<B>, B::Device)> {
-    if devices.len() <= 1 {
-        return vec![(batch, devices.first().cloned().unwrap_or_default())];
-    }
-    let n = batch.targets.len();
-    let parts = devices.len().min(n).max(1);
-    let mut out = Vec::with_capacity(parts);
-    let mut start = 0;
-    for (i, device) in devices.iter().take(parts).enumerate() {
-        let len = n / parts + usize::from(i < n % parts);
-        let end = start + len;
-        out.push((
-            DetrBatch {
-                images: batch.images.clone().slice(start..end).to_device(device),
-                mask: batch.mask.clone().slice(start..end).to_device(device),
-                targets: batch.targets[start..end].to_vec(),
-            },
-            device.clone(),
-        ));
-        start = end;
-    }
-    out
-}
-
-/// Forward, loss and backward of one shard on its device; the loss is divided by the number
-/// of shards so that summed gradients are their average.
-#[allow(clippy::too_many_arguments)]
-fn shard_step<B: AutodiffBackend>(
-    model: &Detr<B>,
-    criterion: &SetCriterion,
-    batch: DetrBatch<B>,
-    device: &B::Device,
-    seed: u64,
-    num_boxes: f32,
-    world: usize,
-    epoch: usize,
-    step: u64,
-) -> Result<ShardOutput, TrainError> {
-    B::seed(device, seed);
-    let out = model.forward(batch.images, batch.mask);
-    let crit =
-        match criterion.forward_with_num_boxes(out.logits, out.boxes, &batch.targets, num_boxes) {
-            Ok(c) => c,
-            // NaN/inf predictions already fail in the matcher: the same stop, with its message.
-            Err(CriterionError::Matcher(e @ MatcherError::NonFiniteCost { .. })) => {
-                return Err(TrainError::NonFiniteLoss {
-                    epoch,
-                    step,
-                    components: vec![("matching".into(), f32::NAN)],
-                    detail: format!("; {e}"),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-    let components = crit.components()?;
-    if components
-        .iter()
-        .any(|(k, v)| k.starts_with("loss") && !v.is_finite())
-    {
-        return Err(TrainError::NonFiniteLoss {
-            epoch,
-            step,
-            components,
-            detail: String::new(),
-        });
-    }
-    let loss = if world > 1 {
-        crit.loss.div_scalar(world as f32)
-    } else {
-        crit.loss
-    };
-    let grads = GradientsParams::from_grads(loss.backward(), model);
-    Ok(ShardOutput { components, grads })
-}
-
-/// `a + b` for every parameter of `model` (both on the same device).
-fn add_grads<B: AutodiffBackend>(
-    model: &Detr<B>,
-    a: GradientsParams,
-    b: GradientsParams,
-) -> GradientsParams {
-    let mut acc = burn::optim::GradientsAccumulator::<Detr<B>>::new();
-    acc.accumulate(model, a);
-    acc.accumulate(model, b);
-    acc.grads()
 }
