@@ -141,6 +141,7 @@ impl<B: AutodiffBackend> DetrOptimizer<B> {
         model: Detr<B>,
         grads: GradientsParams,
     ) -> (Detr<B>, Option<Tensor<B::InnerBackend, 1>>) {
+        let grads = contiguous_grads::<B>(&model, grads);
         let (grads, norm) = if self.options.clip_max_norm > 0.0 {
             let (g, n) = clip_global_norm::<B>(&model, grads, self.options.clip_max_norm);
             (g, n)
@@ -193,7 +194,8 @@ struct SquareSum<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquareSum<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s = g.square().sum();
+            // `g * g`, not `square()`: the CPU backend runs `square` as a generic power.
+            let s = (g.clone() * g).sum();
             self.sum = Some(match self.sum.take() {
                 Some(acc) => acc + s,
                 None => s,
@@ -202,16 +204,43 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SquareSum<'_, B> {
     }
 }
 
-struct Scale<'a, B: AutodiffBackend> {
+struct Contiguous<'a> {
     grads: &'a mut GradientsParams,
-    factor: Tensor<B::InnerBackend, 1>,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for Contiguous<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let f = self.factor.clone().reshape([1; D]);
-            self.grads.register::<B::InnerBackend, D>(param.id, g * f);
+            let shape = g.shape();
+            let n = shape.num_elements();
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, g.reshape([n]).reshape(shape));
+        }
+    }
+}
+
+/// Every gradient in row-major order. A convolution's weight gradient comes out of the
+/// backward pass as a transposed view; the norm, the clip and AdamW's dozen element-wise
+/// operations would each walk it by strides on the CPU backends. Flattening copies it once
+/// (and is free for gradients already in order).
+fn contiguous_grads<B: AutodiffBackend>(
+    model: &Detr<B>,
+    mut grads: GradientsParams,
+) -> GradientsParams {
+    model.visit::<Contiguous<'_>>(&mut Contiguous { grads: &mut grads });
+    grads
+}
+
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f32,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, g.mul_scalar(self.factor));
         }
     }
 }
@@ -228,8 +257,12 @@ pub fn global_norm<B: AutodiffBackend>(
 }
 
 /// Scales every gradient by `min(1, max_norm / (total_norm + 1e-6))` like PyTorch's
-/// `clip_grad_norm_`, on the device (no host synchronisation). Returns the clipped gradients
-/// and the total norm before clipping.
+/// `clip_grad_norm_`. Returns the clipped gradients and the total norm before clipping.
+///
+/// The norm is read back to the host (one scalar per step, which the training loop logs
+/// anyway) so that the scaling is a plain scalar multiplication; nothing is scaled when the
+/// norm is already within the bound. A non-finite norm leaves the gradients unscaled
+/// (the loss check stops such a run before it gets here).
 pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Detr<B>,
     mut grads: GradientsParams,
@@ -238,12 +271,22 @@ pub fn clip_global_norm<B: AutodiffBackend>(
     let Some(norm) = global_norm::<B>(model, &grads) else {
         return (grads, None);
     };
-    let factor = (norm.clone().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
-    let mut s = Scale::<B> {
-        grads: &mut grads,
-        factor,
-    };
-    model.visit(&mut s);
+    let total = norm
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN);
+    let factor = max_norm / (total + 1e-6);
+    if factor.is_finite() && factor < 1.0 {
+        let mut s = Scale {
+            grads: &mut grads,
+            factor,
+        };
+        model.visit::<Scale<'_>>(&mut s);
+    }
     (grads, Some(norm))
 }
 

@@ -77,7 +77,7 @@ impl<B: Backend> BackboneNorm<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             Self::Frozen(bn) => bn.forward(x),
-            Self::Group(gn) => gn.forward(x),
+            Self::Group(gn) => group_norm(gn, x),
         }
     }
 
@@ -88,6 +88,36 @@ impl<B: Backend> BackboneNorm<B> {
             Self::Group(_) => BackboneNormKind::Group,
         }
     }
+}
+
+/// GroupNorm over `[B, C, H, W]` with `gn`'s groups, epsilon and affine parameters: the same
+/// function as Burn's `GroupNorm::forward` (two-pass mean and biased variance per image and
+/// group), arranged so that every broadcast is a per-row scalar over a contiguous
+/// `[B, C, H·W]` view. Burn's version multiplies by `gamma` reshaped to `[1, C, 1, 1]`, a
+/// broadcast the CPU backend walks element by element; here `gamma`, `beta` and the group
+/// statistics are first folded into one scale and one shift per image and channel.
+pub fn group_norm<B: Backend>(gn: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let groups = gn.num_groups;
+    let per_group = c / groups * h * w;
+    let xg = x.reshape([n, groups, per_group]);
+    let mean = xg.clone().mean_dim(2); // [n, g, 1]
+    let centred = xg - mean;
+    let var = (centred.clone() * centred.clone()).mean_dim(2); // [n, g, 1]
+    let inv_std = var.add_scalar(gn.epsilon).sqrt().recip();
+    // One scale per image and channel: inv_std of the channel's group times gamma.
+    let inv_std = inv_std.expand([n, groups, c / groups]).reshape([n, c, 1]);
+    let centred = centred.reshape([n, c, h * w]);
+    let y = match (&gn.gamma, &gn.beta) {
+        (Some(gamma), Some(beta)) => {
+            let scale = inv_std * gamma.val().reshape([1, c, 1]);
+            // Materialised per image so that the add is a per-row scalar too.
+            let shift = beta.val().reshape([1, c, 1]).repeat_dim(0, n);
+            centred * scale + shift
+        }
+        _ => centred * inv_std,
+    };
+    y.reshape([n, c, h, w])
 }
 
 #[cfg(test)]
@@ -115,5 +145,61 @@ mod tests {
         );
         let err = BackboneNormKind::parse("batch").unwrap_err();
         assert!(err.to_string().contains("batch"), "{err}");
+    }
+
+    #[test]
+    fn group_norm_matches_burns_in_value_and_gradient() {
+        use burn::backend::{Autodiff, Flex};
+        use burn::module::Param;
+        use burn::tensor::{Distribution, Tolerance};
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        for (channels, groups, batch) in [(16, 2, 3), (32, 4, 1), (12, 1, 2)] {
+            let mut gn: GroupNorm<B> = GroupNormConfig::new(groups, channels).init(&device);
+            // Non-trivial affine parameters.
+            gn.gamma = Some(Param::from_tensor(Tensor::random(
+                [channels],
+                Distribution::Normal(1.0, 0.5),
+                &device,
+            )));
+            gn.beta = Some(Param::from_tensor(Tensor::random(
+                [channels],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            )));
+            let x = Tensor::<B, 4>::random(
+                [batch, channels, 5, 7],
+                Distribution::Normal(3.0, 2.0),
+                &device,
+            )
+            .require_grad();
+            let w = Tensor::<B, 4>::random([batch, channels, 5, 7], Distribution::Default, &device);
+
+            let ours = group_norm(&gn, x.clone());
+            let burns = gn.forward(x.clone());
+            ours.clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&burns.clone().into_data(), Tolerance::absolute(1e-5));
+
+            let g_ours = (ours * w.clone()).sum().backward();
+            let g_burns = (burns * w).sum().backward();
+            x.grad(&g_ours)
+                .unwrap()
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &x.grad(&g_burns).unwrap().into_data(),
+                    Tolerance::absolute(1e-4),
+                );
+            for p in [gn.gamma.as_ref().unwrap(), gn.beta.as_ref().unwrap()] {
+                p.val()
+                    .grad(&g_ours)
+                    .unwrap()
+                    .into_data()
+                    .assert_approx_eq::<f32>(
+                        &p.val().grad(&g_burns).unwrap().into_data(),
+                        Tolerance::absolute(1e-4),
+                    );
+            }
+        }
     }
 }
