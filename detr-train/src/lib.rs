@@ -1,5 +1,6 @@
 //! Training DETR.
 
+pub mod assignment;
 mod box_pairs;
 pub mod config;
 pub mod criterion;
