@@ -102,11 +102,8 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
         let grads = crit.loss.backward();
         let grads = GradientsParams::from_grads(grads, &model);
         let t3 = Instant::now();
-        let (m, norm) = optim.step_clipped(1e-4, model, grads);
+        let (m, _norm) = optim.step_clipped(1e-4, model, grads);
         model = m;
-        if let Some(n) = norm {
-            let _ = n.into_data();
-        }
         let _ = model
             .query_embed
             .weight

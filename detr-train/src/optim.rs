@@ -133,21 +133,21 @@ impl<B: AutodiffBackend> DetrOptimizer<B> {
     }
 
     /// Clips (when enabled) and applies one step; `lr` is the main group's learning rate.
-    /// Returns the updated model and the total gradient norm before clipping (a scalar tensor,
-    /// not read back, so no host synchronisation happens here).
+    /// Returns the updated model and the total gradient norm before clipping, read back to
+    /// the host once (the clip needs it there, and the training loop logs it).
     pub fn step_clipped(
         &mut self,
         lr: f64,
         model: Detr<B>,
         grads: GradientsParams,
-    ) -> (Detr<B>, Option<Tensor<B::InnerBackend, 1>>) {
+    ) -> (Detr<B>, Option<f32>) {
         let grads = contiguous_grads::<B>(&model, grads);
-        let (grads, norm) = if self.options.clip_max_norm > 0.0 {
-            let (g, n) = clip_global_norm::<B>(&model, grads, self.options.clip_max_norm);
-            (g, n)
-        } else {
-            let n = global_norm::<B>(&model, &grads);
-            (grads, n)
+        let norm = global_norm::<B>(&model, &grads).map(scalar_to_host::<B>);
+        let grads = match norm {
+            Some(total) if self.options.clip_max_norm > 0.0 => {
+                scale_to_bound::<B>(&model, grads, total, self.options.clip_max_norm)
+            }
+            _ => grads,
         };
         let model = self.apply(lr, model, grads);
         (model, norm)
@@ -259,27 +259,33 @@ pub fn global_norm<B: AutodiffBackend>(
 /// Scales every gradient by `min(1, max_norm / (total_norm + 1e-6))` like PyTorch's
 /// `clip_grad_norm_`. Returns the clipped gradients and the total norm before clipping.
 ///
-/// The norm is read back to the host (one scalar per step, which the training loop logs
-/// anyway) so that the scaling is a plain scalar multiplication; nothing is scaled when the
-/// norm is already within the bound. A non-finite norm leaves the gradients unscaled
-/// (the loss check stops such a run before it gets here).
+/// The norm is read back to the host so that the scaling is a plain scalar multiplication;
+/// see [`scale_to_bound`].
 pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Detr<B>,
-    mut grads: GradientsParams,
+    grads: GradientsParams,
     max_norm: f32,
 ) -> (GradientsParams, Option<Tensor<B::InnerBackend, 1>>) {
     let Some(norm) = global_norm::<B>(model, &grads) else {
         return (grads, None);
     };
-    let total = norm
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f32::NAN);
-    let factor = max_norm / (total + 1e-6);
+    let total = scalar_to_host::<B>(norm.clone());
+    (
+        scale_to_bound::<B>(model, grads, total, max_norm),
+        Some(norm),
+    )
+}
+
+/// Scales every gradient by `min(1, max_norm / (total_norm + 1e-6))`. Nothing is scaled when
+/// the norm is already within the bound or is NaN; an infinite norm zeroes the gradients, as
+/// in PyTorch (the loss check stops such a run before it gets here).
+fn scale_to_bound<B: AutodiffBackend>(
+    model: &Detr<B>,
+    mut grads: GradientsParams,
+    total_norm: f32,
+    max_norm: f32,
+) -> GradientsParams {
+    let factor = max_norm / (total_norm + 1e-6);
     if factor.is_finite() && factor < 1.0 {
         let mut s = Scale {
             grads: &mut grads,
@@ -287,7 +293,17 @@ pub fn clip_global_norm<B: AutodiffBackend>(
         };
         model.visit::<Scale<'_>>(&mut s);
     }
-    (grads, Some(norm))
+    grads
+}
+
+/// The value of a one-element tensor (NaN if it cannot be read).
+fn scalar_to_host<B: AutodiffBackend>(t: Tensor<B::InnerBackend, 1>) -> f32 {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN)
 }
 
 impl<B: AutodiffBackend> Optimizer<Detr<B>, B> for DetrOptimizer<B> {

@@ -262,16 +262,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         let grads = grads.grads();
         let model = self.model.clone();
-        let (model, norm) = self.optim.step_clipped(lr, model, grads);
+        let (model, grad_norm) = self.optim.step_clipped(lr, model, grads);
         self.model = model;
         self.state.step += 1;
-        let grad_norm = norm.and_then(|n| {
-            n.into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .ok()
-                .and_then(|v| v.first().copied())
-        });
         Ok(StepStats {
             components,
             grad_norm,
