@@ -45,9 +45,16 @@ const PREFIX_LEN: usize = MAGIC.len() + 4;
 /// Largest header accepted (a header holds a configuration, never tensors).
 const MAX_HEADER_LEN: usize = 1 << 20;
 
-/// First bytes of a bare Burn named-MessagePack record: a two-entry map whose first key is
-/// `metadata` (Burn's `BurnRecord { metadata, item }`).
-const BARE_RECORD_START: &[u8] = b"\x82\xa8metadata";
+/// Bytes 1..10 of a bare Burn named-MessagePack record: its first key, `metadata` (Burn's
+/// `BurnRecord { metadata, item, .. }` is a small map).
+const BARE_RECORD_KEY: &[u8] = b"\xa8metadata";
+
+/// Whether `bytes` start like a bare Burn named-MessagePack record (a small map whose first
+/// key is `metadata`), as detr-rs wrote before the container existed.
+pub fn is_bare_record(bytes: &[u8]) -> bool {
+    bytes.first().is_some_and(|b| (0x81..=0x8f).contains(b))
+        && bytes[1..].starts_with(BARE_RECORD_KEY)
+}
 
 /// What a container holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +233,7 @@ pub fn check_plausible(path: &Path) -> Result<(), ModelError> {
             path: path.to_path_buf(),
             source,
         })?;
-    if head.starts_with(&MAGIC) || head.starts_with(BARE_RECORD_START) {
+    if head.starts_with(&MAGIC) || is_bare_record(&head) {
         return Ok(());
     }
     match identify_foreign(path, &head) {
@@ -293,7 +300,7 @@ fn parse_header(
 /// another format, a truncated file (with the expected and found sizes), a checksum mismatch.
 pub fn unwrap<'a>(path: &Path, bytes: &'a [u8]) -> Result<Unwrapped<'a>, ModelError> {
     if !bytes.starts_with(&MAGIC) {
-        if bytes.starts_with(BARE_RECORD_START) {
+        if is_bare_record(bytes) {
             return Ok(Unwrapped {
                 header: None,
                 payload: bytes,
@@ -362,9 +369,7 @@ pub fn read_header(path: &Path) -> Result<Option<ContainerHeader>, ModelError> {
         .read_to_end(&mut prefix)
         .map_err(io)?;
     if !prefix.starts_with(&MAGIC) {
-        if prefix.starts_with(&BARE_RECORD_START[..prefix.len().min(BARE_RECORD_START.len())])
-            && prefix.len() == PREFIX_LEN
-        {
+        if is_bare_record(&prefix) {
             return Ok(None);
         }
         let mut head = prefix;
@@ -398,7 +403,7 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        let mut payload = BARE_RECORD_START.to_vec();
+        let mut payload = b"\x83\xa8metadata".to_vec();
         payload.extend((0..1000u32).map(|i| (i * 7 % 251) as u8));
         wrap(
             ContainerKind::Model,
@@ -409,7 +414,7 @@ mod tests {
 
     #[test]
     fn round_trip_returns_the_payload_and_header() {
-        let payload = b"\x82\xa8metadata and more".to_vec();
+        let payload = b"\x83\xa8metadata and more".to_vec();
         let bytes = wrap(
             ContainerKind::TrainingState,
             serde_json::json!({"epoch": 3}),
@@ -436,7 +441,7 @@ mod tests {
 
     #[test]
     fn bare_burn_record_is_legacy() {
-        let bare = b"\x82\xa8metadata\x85\xa5float".to_vec();
+        let bare = b"\x83\xa8metadata\x85\xa5float".to_vec();
         let u = unwrap(p(), &bare).unwrap();
         assert!(u.header.is_none());
         assert_eq!(u.payload, &bare[..]);
@@ -530,7 +535,7 @@ mod tests {
         std::fs::write(&path, sample()).unwrap();
         let h = read_header(&path).unwrap().unwrap();
         assert_eq!(h.metadata["config"]["num_queries"], 10);
-        std::fs::write(&path, b"\x82\xa8metadata\x85\xa5float\xa3f32").unwrap();
+        std::fs::write(&path, b"\x83\xa8metadata\x85\xa5float\xa3f32").unwrap();
         assert!(read_header(&path).unwrap().is_none());
         let err = read_header(&dir).unwrap_err().to_string();
         assert!(err.contains("directory"), "{err}");
