@@ -126,21 +126,21 @@ fn bare_record_kind(bytes: &[u8]) -> ContainerKind {
     }
 }
 
-/// The first line of a Burn recorder error, without its advice about old Burn versions
-/// (which never applies to our files).
+/// The recorder's own words, without its advice about records of Burn before 0.14 (which
+/// never applies to our files) and without the debug quoting around them.
 fn short_record_error(message: &str) -> String {
-    let first = message
-        .split("\nThe internal data format has changed")
-        .next()
-        .unwrap_or(message)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let cut = message
+        .find("The internal data format has changed")
+        .map_or(message, |i| &message[..i]);
+    let cut = cut
+        .trim_end()
+        .trim_end_matches("\\n")
+        .trim_start_matches("Unknown(\"");
+    let first = cut.lines().next().unwrap_or("").trim_end_matches("\\n");
     if first.chars().count() > 200 {
         first.chars().take(200).collect::<String>() + "…"
     } else {
-        first
+        first.to_string()
     }
 }
 
@@ -234,6 +234,11 @@ pub fn load_record<B: Backend>(
                 format!(
                     "its checksum is correct but the record is not a DETR model of this \
                      version ({detail})"
+                )
+            } else if detail.contains("UnexpectedEof") {
+                format!(
+                    "truncated: the record ends before its data does (a file written before \
+                     model files carried a checksum and their length; {detail})"
                 )
             } else {
                 format!(
