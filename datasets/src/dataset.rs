@@ -216,16 +216,24 @@ impl CocoDetection {
 /// applied, as in the original).
 pub fn decode_rgb(path: &Path, image_id: u64) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+    Ok(decode_bytes(path, image_id, &bytes)?.into_rgb8())
+}
+
+/// Decodes the bytes of the image file `path`, rejecting what the decoder would silently
+/// patch up: a JPEG cut before its end-of-image marker (decoded with its missing part grey).
+pub fn decode_bytes(path: &Path, image_id: u64, bytes: &[u8]) -> Result<image::DynamicImage> {
+    let decode_err = |message: String| DatasetError::ImageDecode {
+        path: path.to_path_buf(),
+        image_id,
+        message,
+    };
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DatasetError::io(path, e))?
-        .decode()
-        .map_err(|e| DatasetError::ImageDecode {
-            path: path.to_path_buf(),
-            image_id,
-            message: e.to_string(),
-        })?;
-    Ok(img.into_rgb8())
+        .map_err(|e| DatasetError::io(path, e))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        crate::jpeg::check_complete(bytes).map_err(decode_err)?;
+    }
+    reader.decode().map_err(|e| decode_err(e.to_string()))
 }
 
 /// Source of items for [`crate::loader::DetrDataLoader`]: anything that can load item `index`

@@ -11,6 +11,7 @@ pub mod coco;
 pub mod coco_eval;
 pub mod dataset;
 pub mod error;
+pub mod jpeg;
 pub mod layout;
 pub mod loader;
 pub mod resample;

@@ -180,17 +180,17 @@ pub fn check_image_file(
             if !path.is_file() {
                 return Err(missing());
             }
+            if check == ImageCheck::Decode {
+                let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
+                let img = crate::dataset::decode_bytes(path, image_id, &bytes)?;
+                return Ok(Some((img.width(), img.height())));
+            }
             let reader = image::ImageReader::open(path)
                 .map_err(|e| DatasetError::io(path, e))?
                 .with_guessed_format()
                 .map_err(|e| DatasetError::io(path, e))?;
-            if check == ImageCheck::Header {
-                let (w, h) = reader.into_dimensions().map_err(|e| decode_err(&e))?;
-                Ok(Some((w, h)))
-            } else {
-                let img = reader.decode().map_err(|e| decode_err(&e))?;
-                Ok(Some((img.width(), img.height())))
-            }
+            let (w, h) = reader.into_dimensions().map_err(|e| decode_err(&e))?;
+            Ok(Some((w, h)))
         }
     }
 }

@@ -29,8 +29,12 @@ pub struct CheckArgs {
     #[arg(long, default_value = "header")]
     pub image_check: String,
     /// The model's number of queries, compared with the largest number of boxes in an image.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::predict_cmd::at_least_one)]
     pub num_queries: usize,
+    /// Training batch size: a split with fewer images gives no training step (the last,
+    /// incomplete batch is dropped), which is reported.
+    #[arg(long, default_value_t = 2, value_parser = crate::predict_cmd::at_least_one)]
+    pub batch_size: usize,
     /// Problems to print per split (all are counted).
     #[arg(long, default_value_t = 20)]
     pub max_problems: usize,
@@ -44,6 +48,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
     for (name, paths) in &targets {
         let report = check_split(paths, check).with_context(|| format!("split `{name}`"))?;
         print_stats(name, &report.stats, args.num_queries);
+        if let Some(warning) = batch_warning(&report.stats, args.batch_size) {
+            println!("  warning: {warning}");
+            tracing::warn!("split `{name}`: {warning}");
+        }
         if report.errors.is_empty() {
             println!("  problems: none");
         } else {
@@ -66,6 +74,20 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     println!("ok: {} split(s) checked, no problem found", targets.len());
     Ok(())
+}
+
+/// What to say when the split is too small to train on at `batch_size`.
+fn batch_warning(stats: &DatasetStats, batch_size: usize) -> Option<String> {
+    if stats.num_images == 0 {
+        return Some("the split has no image: it gives no batch".into());
+    }
+    (stats.num_images < batch_size).then(|| {
+        format!(
+            "{} image(s), fewer than the batch size {batch_size}: as a training split it gives \
+             no step (the incomplete last batch is dropped)",
+            stats.num_images
+        )
+    })
 }
 
 fn split_targets(args: &CheckArgs) -> Result<Vec<(String, SplitPaths)>> {

@@ -31,24 +31,24 @@ pub struct EvaluateArgs {
     pub layout: Option<String>,
     /// Images per forward pass. 1 (the default) avoids padding between images, which
     /// changes DETR's outputs and so its AP slightly.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::predict_cmd::at_least_one)]
     pub batch_size: usize,
     /// Evaluate only the first N images of the split.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::predict_cmd::at_least_one)]
     pub limit: Option<usize>,
     /// Also write the detections (COCO results format) to this file.
     #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
 }
 
-struct Task<'a>(&'a EvaluateArgs, EvaluateOptions);
+struct Task<'a>(&'a EvaluateArgs, EvaluateOptions, detr_model::DetrConfig);
 
 impl BackendTask for Task<'_> {
     type Output = Result<EvaluateReport>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let Task(args, options) = self;
-        let predictor = args.model.predictor::<B>(device)?;
+        let Task(args, options, config) = self;
+        let predictor = args.model.predictor::<B>(&config, device)?;
         let mut last_print = 0;
         Ok(evaluate_coco(&predictor, &options, |p| {
             if p.done - last_print >= 50 || p.done == p.total || p.done <= 5 {
@@ -74,7 +74,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         batch_size: args.batch_size,
         limit: args.limit,
     };
-    let report = run_on(args.model.backend, Task(&args, options))??;
+    let config = args.model.model_config()?;
+    let report = run_on(args.model.backend, Task(&args, options, config))??;
     if report.dropped_unknown_category > 0 {
         tracing::warn!(
             "{} detections had classes that are not categories of the ground truth (dropped)",

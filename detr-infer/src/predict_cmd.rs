@@ -8,34 +8,59 @@ use clap::Args;
 use detr_infer::backend::{run_on, BackendKind, BackendTask};
 use detr_infer::inputs::collect_inputs;
 use detr_infer::labels::Labels;
-use detr_infer::model::{load_model, resolve_config};
+use detr_infer::model::{load_model, model_config_for, requested_config};
 use detr_infer::predict::{Predictor, Preprocess};
 use detr_infer::run::{predict_files, PredictOptions, PredictReport};
 use detr_model::weights::WeightFormat;
+use detr_model::DetrConfig;
+
+/// Parses a count that must be at least 1.
+pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// Parses a score threshold: a number from 0 to 1.
+pub fn score_threshold(s: &str) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
+        Ok(t) => Err(format!(
+            "{t} is outside 0..=1 (scores are probabilities; 0 keeps every query)"
+        )),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
 
 /// Model choice shared by `predict` and `evaluate`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Checkpoint: official DETR `.pth`, Hugging Face `.safetensors` or a native Burn `.mpk`.
+    /// Checkpoint: official DETR `.pth`, Hugging Face `.safetensors` or a detr-rs `.mpk`
+    /// (such as detr-train's `model.mpk`, which records its own configuration: no
+    /// `--preset`/`--config` needed).
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
     /// Checkpoint format (auto: from the extension and the tensor names).
     #[arg(long, default_value = "auto", value_parser = ["auto", "burn", "detr-pth", "hf-safetensors"])]
     pub format: String,
-    /// Model preset: r50, r50-dc5, r101, r101-dc5 or tiny (default r50).
+    /// Model preset: r50, r50-dc5, r101, r101-dc5 or tiny (default r50 for checkpoints that
+    /// do not record their configuration; checked against those that do).
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
-    /// Model configuration file (a `DetrConfig` JSON), instead of a preset.
+    /// Model configuration file, instead of a preset: a `DetrConfig` JSON or detr-train's
+    /// `config.json` (its model options are used).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Number of classes (largest category id + 1; 91 for COCO), overriding the preset's.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub num_classes: Option<usize>,
     /// Resize the shorter side of every image to this (DETR's validation transform).
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = 800, value_parser = at_least_one)]
     pub shortest_side: usize,
     /// Cap on the longer side after resizing.
-    #[arg(long, default_value_t = 1333)]
+    #[arg(long, default_value_t = 1333, value_parser = at_least_one)]
     pub longest_side: usize,
     /// Backend: flex or ndarray (CPU); wgpu or cuda when built with those features.
     #[arg(long, default_value = "flex")]
@@ -55,22 +80,37 @@ impl ModelArgs {
         }
     }
 
-    /// Builds and loads the model on `B`, logging the load report.
-    pub fn predictor<B: Backend>(&self, device: B::Device) -> Result<Predictor<B>> {
-        let config = resolve_config(
+    /// The configuration of the model to build: the weights file's own when it records one
+    /// (checked against `--preset`/`--config`/`--num-classes`), else the command line's.
+    pub fn model_config(&self) -> Result<DetrConfig> {
+        let requested = requested_config(
             self.preset.as_deref(),
             self.config.as_deref(),
             self.num_classes,
         )?;
+        Ok(model_config_for(
+            &self.weights,
+            self.format()?,
+            requested.as_ref(),
+        )?)
+    }
+
+    /// Builds the model of `config` on `B`, loads the weights and logs the load report.
+    pub fn predictor<B: Backend>(
+        &self,
+        config: &DetrConfig,
+        device: B::Device,
+    ) -> Result<Predictor<B>> {
         let preprocess = self.preprocess();
         preprocess.validate()?;
-        let (model, report) = load_model::<B>(&config, &self.weights, self.format()?, &device)
+        let (model, report) = load_model::<B>(config, &self.weights, self.format()?, &device)
             .with_context(|| format!("loading {}", self.weights.display()))?;
         tracing::info!(
-            "loaded {} on {} ({} classes): {report}",
+            "loaded {} on {} ({} classes, {} queries): {report}",
             self.weights.display(),
             self.backend,
-            config.num_classes
+            config.num_classes,
+            config.num_queries
         );
         Ok(Predictor::new(model, device, preprocess))
     }
@@ -85,12 +125,12 @@ pub struct PredictArgs {
     /// name per line. Default: COCO's names for 91 classes, else `class N`.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
-    /// Keep detections scoring at least this (0 keeps all queries).
-    #[arg(long, default_value_t = 0.7)]
+    /// Keep detections scoring at least this, from 0 to 1 (0 keeps all queries).
+    #[arg(long, default_value_t = 0.7, value_parser = score_threshold)]
     pub threshold: f32,
     /// Images per forward pass. Images of a batch are padded to the largest, which changes
     /// DETR's outputs slightly; 1 gives each image's own result.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Output folder: predictions.json and one picture per image.
     #[arg(long, value_name = "DIR")]
@@ -107,15 +147,15 @@ pub struct PredictArgs {
     pub inputs: Vec<PathBuf>,
 }
 
-struct Task<'a>(&'a PredictArgs, &'a Labels);
+struct Task<'a>(&'a PredictArgs, &'a Labels, &'a DetrConfig);
 
 impl BackendTask for Task<'_> {
     type Output = Result<PredictReport>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let Task(args, labels) = self;
+        let Task(args, labels, config) = self;
         let inputs = collect_inputs(&args.inputs)?;
-        let predictor = args.model.predictor::<B>(device)?;
+        let predictor = args.model.predictor::<B>(config, device)?;
         let options = PredictOptions {
             threshold: args.threshold,
             batch_size: args.batch_size,
@@ -141,18 +181,14 @@ impl BackendTask for Task<'_> {
 
 /// Runs the subcommand; fails (non-zero exit) when any image failed.
 pub fn run(args: PredictArgs) -> Result<()> {
+    // Problems with the options and files are reported before any work starts.
+    check_out_dir(&args.out)?;
+    let config = args.model.model_config()?;
     let labels = match &args.labels {
         Some(path) => Labels::load(path)?,
-        None => {
-            let config = resolve_config(
-                args.model.preset.as_deref(),
-                args.model.config.as_deref(),
-                args.model.num_classes,
-            )?;
-            Labels::default_for(config.num_classes)
-        }
+        None => Labels::default_for(config.num_classes),
     };
-    let report = run_on(args.model.backend, Task(&args, &labels))??;
+    let report = run_on(args.model.backend, Task(&args, &labels, &config))??;
     let n = report.images.len();
     println!(
         "{n} images, {} detections in {:.3} s total ({:.3} s inference, {:.3} s per image); wrote {}",
@@ -176,6 +212,18 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 .map(|f| f.path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `--out` must be a folder (or not exist yet).
+fn check_out_dir(out: &std::path::Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        bail!(
+            "--out {}: an existing file, not a folder; predictions.json and the pictures go in \
+             a folder: choose another path",
+            out.display()
         );
     }
     Ok(())

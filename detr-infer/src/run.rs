@@ -105,8 +105,17 @@ pub fn predict_files<B: Backend>(
     if options.batch_size == 0 {
         return Err(InferError::Config("--batch-size must be at least 1".into()));
     }
-    if !options.threshold.is_finite() {
-        return Err(InferError::Config("--threshold must be a number".into()));
+    if !(0.0..=1.0).contains(&options.threshold) {
+        return Err(InferError::Config(format!(
+            "--threshold {} is outside 0..=1 (scores are probabilities; 0 keeps every query)",
+            options.threshold
+        )));
+    }
+    if options.out_dir.exists() && !options.out_dir.is_dir() {
+        return Err(InferError::Config(format!(
+            "--out {}: an existing file, not a folder",
+            options.out_dir.display()
+        )));
     }
     let start = Instant::now();
     std::fs::create_dir_all(&options.out_dir).map_err(|e| InferError::io(&options.out_dir, e))?;
