@@ -69,13 +69,17 @@ fn predict(weights: &Path, out: &Path, extra: &[&str], inputs: &[&Path]) -> Outp
         .arg("predict")
         .arg("--weights")
         .arg(weights)
-        .args([
-            "--shortest-side",
-            "64",
-            "--longest-side",
-            "96",
-            "--no-pictures",
-        ])
+        .args(if extra.contains(&"--shortest-side") {
+            &["--no-pictures"][..]
+        } else {
+            &[
+                "--shortest-side",
+                "64",
+                "--longest-side",
+                "96",
+                "--no-pictures",
+            ][..]
+        })
         .arg("--out")
         .arg(out)
         .args(extra)
