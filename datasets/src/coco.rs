@@ -119,9 +119,7 @@ fn located_error(
         .map(|(i, _)| i)
         .nth(column.saturating_sub(1))
         .unwrap_or(text.len());
-    let start = text[..at]
-        .rfind(|c: char| matches!(c, ',' | '[' | ':' | '{'))
-        .map_or(0, |i| i + 1);
+    let start = text[..at].rfind([',', '[', ':', '{']).map_or(0, |i| i + 1);
     let token = text[start..].trim_start();
     let non_number = ["NaN", "-Infinity", "Infinity", "-NaN"]
         .into_iter()

@@ -86,7 +86,9 @@ fn eight_flipped_bytes_are_a_checksum_error() {
         *b = !*b;
     }
     std::fs::write(&path, &bytes).unwrap();
-    let err = load(&path).err().expect("a corrupted file must not load");
+    let Err(err) = load(&path) else {
+        panic!("a corrupted file must not load")
+    };
     let msg = err.to_string();
     assert!(matches!(err, ModelError::Corrupt { .. }), "{msg}");
     assert!(
