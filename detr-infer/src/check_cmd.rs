@@ -218,6 +218,7 @@ mod tests {
             images: None,
             image_check: image_check.into(),
             num_queries: 100,
+            batch_size: 2,
             max_problems: 20,
         }
     }
