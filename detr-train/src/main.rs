@@ -172,6 +172,9 @@ struct Args {
     /// Print progress every N steps.
     #[arg(long = "print_freq")]
     print_freq: Option<usize>,
+    /// Stop when validation AP has not improved for N validations (0: never).
+    #[arg(long = "early_stopping")]
+    early_stopping: Option<usize>,
 }
 
 macro_rules! set {
@@ -185,7 +188,8 @@ macro_rules! set_opt {
     };
 }
 
-fn resolve(args: &Args) -> Result<TrainConfig> {
+/// The defaults and the `--config` file (without the other command-line options).
+fn base(args: &Args) -> Result<TrainConfig> {
     let kind = args.dataset_file.clone().unwrap_or_else(|| {
         if args.coco_path.is_some() {
             "coco".into()
@@ -198,6 +202,41 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         cfg = TrainConfig::from_file(path, &cfg)?;
     }
     cfg.dataset_file = kind;
+    Ok(cfg)
+}
+
+/// The run's options: defaults, file, command line; when resuming a checkpoint that carries
+/// its configuration, that configuration with the command line's options laid over it.
+fn resolve(args: &Args) -> Result<TrainConfig> {
+    let given = overlay(args, base(args)?)?;
+    let Some(path) = &given.resume else {
+        return Ok(given);
+    };
+    let saved = match detr_train::checkpoint::read_state(path) {
+        Ok(state) => state.config,
+        // Not a training checkpoint (model weights, or an error reported by the run).
+        Err(_) => None,
+    };
+    let Some(saved) = saved else {
+        return Ok(given);
+    };
+    let saved: TrainConfig = match serde_json::from_value(saved) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                "{}: its configuration cannot be read ({e}); using the command line's",
+                path.display()
+            );
+            return Ok(given);
+        }
+    };
+    let cfg = TrainConfig::for_resume(&saved, &base(args)?, &given)
+        .with_context(|| format!("--resume {}", path.display()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn overlay(args: &Args, mut cfg: TrainConfig) -> Result<TrainConfig> {
     set!(
         cfg,
         args,
@@ -238,7 +277,7 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         devices
     );
     set!(cfg, args, max_steps_per_epoch, print_freq, random_crop);
-    set!(cfg, args, num_vis_images, vis_threshold);
+    set!(cfg, args, num_vis_images, vis_threshold, early_stopping);
     set_opt!(
         cfg,
         args,
