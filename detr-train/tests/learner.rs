@@ -334,7 +334,7 @@ fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
     let given = TrainConfig {
         resume: Some(ckpt.clone()),
         preset: "r50".into(),
-        backbone_norm: Some("group".into()),
+        backbone_norm: Some("frozen".into()),
         ..base.clone()
     };
     let err = TrainConfig::for_resume(&saved, &base, &given)
