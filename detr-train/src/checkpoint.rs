@@ -1,10 +1,12 @@
 //! Training checkpoints: model, optimiser and progress (epoch, step, `log.txt` history, the
 //! configuration the run was trained with) in one file, written atomically.
 //!
-//! The file is a Burn named-msgpack record of `(model, optimiser, state JSON)`. The state can
-//! be read without decoding the tensors ([`read_state`]), so `--resume` learns the run's
-//! configuration before it builds a model of the right shape. All byte-level writing goes
-//! through [`write_checkpoint_bytes`] and all reading through [`read_checkpoint_bytes`].
+//! The file is `detr-model`'s checksummed container (kind `TrainingState`, the run's
+//! configuration and epoch in its metadata) around a Burn named-msgpack record of
+//! `(model, optimiser, state JSON)`. The state can be read without decoding the tensors
+//! ([`read_state`]), so `--resume` learns the run's configuration before it builds a model of
+//! the right shape. Checkpoints of earlier versions (a bare record) still load, with a note
+//! that they carry no checksum.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use detr_model::detr::DetrRecord;
+use detr_model::weights::container::{self, ContainerKind};
 use detr_model::Detr;
 use serde::{Deserialize, Serialize};
 
@@ -50,19 +53,42 @@ fn ckpt_err(path: &Path, message: impl Into<String>) -> TrainError {
     }
 }
 
-/// Writes checkpoint bytes atomically (a temporary file renamed over `path`): a reader sees
-/// the old file or the new one, never a partial one.
-pub fn write_checkpoint_bytes(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    detr_model::weights::native::write_atomic(path, bytes)?;
+/// Wraps a record in the checksummed container and writes it atomically (a temporary file
+/// renamed over `path`): a reader sees the old file or the new one, never a partial one.
+pub fn write_checkpoint_bytes(
+    path: &Path,
+    metadata: serde_json::Value,
+    record: &[u8],
+) -> Result<(), TrainError> {
+    let bytes = container::wrap(ContainerKind::TrainingState, metadata, record);
+    detr_model::weights::native::write_atomic(path, &bytes)?;
     Ok(())
 }
 
-/// Reads checkpoint bytes.
+/// Reads a checkpoint and verifies its checksum; returns the record's bytes.
 pub fn read_checkpoint_bytes(path: &Path) -> Result<Vec<u8>, TrainError> {
     if path.is_dir() {
         return Err(ckpt_err(path, "is a directory, not a checkpoint file"));
     }
-    std::fs::read(path).map_err(|e| TrainError::io(path, e))
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let unwrapped = container::unwrap(path, &bytes)?;
+    match &unwrapped.header {
+        None => tracing::info!(
+            "{}: a checkpoint of an earlier version (it carries no checksum)",
+            path.display()
+        ),
+        Some(h) if h.kind != ContainerKind::TrainingState => {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "is a {:?} file, not a training checkpoint (model weights go to --pretrained)",
+                    h.kind
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    Ok(unwrapped.payload.to_vec())
 }
 
 /// Writes model, optimiser and progress to `path` atomically.
@@ -72,12 +98,17 @@ pub fn save<B: AutodiffBackend>(
     optim: &DetrOptimizer<B>,
     state: &TrainState,
 ) -> Result<(), TrainError> {
+    let metadata = serde_json::json!({
+        "config": state.config,
+        "epoch": state.epoch,
+        "step": state.step,
+    });
     let state = serde_json::to_string(state).map_err(|e| ckpt_err(path, e.to_string()))?;
     let record: CheckpointRecord<B> = (model.clone().into_record(), optim.record(), state);
     let bytes = CheckpointRecorder::default()
         .record(record, ())
         .map_err(|e| ckpt_err(path, e.to_string()))?;
-    write_checkpoint_bytes(path, &bytes)
+    write_checkpoint_bytes(path, metadata, &bytes)
 }
 
 #[derive(Deserialize)]

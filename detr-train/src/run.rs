@@ -572,7 +572,8 @@ pub fn run<B: AutodiffBackend>(
             out.join("checkpoint.mpk").display()
         );
     }
-    detr_model::weights::save_record(&final_model, &out.join("model.mpk"))?;
+    let model_config = cfg.model_config(num_classes)?;
+    detr_model::weights::save_record(&final_model, &model_config, &out.join("model.mpk"))?;
     write_pictures(&cfg, &final_model, &device, &val_pictures)?;
     Ok(RunSummary {
         coco_stats: outcome.last_eval.map(|r| r.coco_stats),
