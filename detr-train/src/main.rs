@@ -359,14 +359,51 @@ fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    use std::io::IsTerminal;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
     let args = Args::parse();
+    // On a terminal a training run shows Burn's dashboard: the log goes to a file beside the
+    // run's outputs instead of drawing over it.
+    let dashboard = std::io::stdout().is_terminal() && !args.eval;
+    let log_file = match (dashboard, &args.output_dir) {
+        (true, Some(dir)) => Some(dir.join("experiment.log")),
+        (true, None) => base(&args)
+            .ok()
+            .map(|c| c.output_dir.join("experiment.log")),
+        _ => None,
+    };
+    let file = log_file.as_ref().and_then(|p| {
+        std::fs::create_dir_all(p.parent()?).ok()?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    match file {
+        Some(f) => {
+            eprintln!(
+                "detr-train: Burn's dashboard follows; the log is in {}",
+                log_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            );
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_target(false)
+            .init(),
+    }
     let cfg = resolve(&args)?;
     tracing::info!(
         "detr-train: preset {} on {} ({}), {} epochs, output {}",

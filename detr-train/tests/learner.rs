@@ -376,3 +376,70 @@ fn negative_weight_decay_and_clip_are_rejected() {
         assert!(err.contains(name), "{err}");
     }
 }
+
+#[test]
+fn the_binary_exits_2_on_a_non_finite_loss_and_writes_no_checkpoint() {
+    let root = tmp("nonfinite-bin");
+    let cfg = TrainConfig {
+        num_classes: Some(6),
+        ..micro(&root)
+    };
+    detr_train::run::ensure_synthetic(&cfg).unwrap();
+    // Weights whose class head's bias is NaN: the first step's loss is NaN.
+    let device = Default::default();
+    let (mut model, _) = {
+        let _g = serial();
+        detr_train::run::build_model::<Flex>(&cfg, 6, &device).unwrap()
+    };
+    let bias = model.class_embed.bias.take().unwrap();
+    model.class_embed.bias = Some(bias.map(|b| b.mul_scalar(f32::NAN)));
+    let weights = root.join("nan.mpk");
+    detr_model::weights::save_record(&model, &cfg.model_config(6).unwrap(), &weights).unwrap();
+    let out = root.join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_detr-train"))
+        .args(["--dataset_file", "synthetic", "--coco_path"])
+        .arg(&cfg.coco_path)
+        .arg("--output_dir")
+        .arg(&out)
+        .arg("--pretrained")
+        .arg(&weights)
+        .args([
+            "--num_classes",
+            "6",
+            "--enc_layers",
+            "1",
+            "--dec_layers",
+            "2",
+            "--num_queries",
+            "4",
+            "--dim_feedforward",
+            "32",
+            "--hidden_dim",
+            "16",
+            "--nheads",
+            "2",
+            "--backbone_width",
+            "8",
+            "--batch_size",
+            "2",
+            "--epochs",
+            "1",
+            "--image_scale",
+            "0.08",
+            "--num_workers",
+            "1",
+            "--num_vis_images",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    // NaN logits make the matching cost NaN: the matcher reports it before any loss exists.
+    assert!(
+        stderr.contains("non-finite loss at epoch 0, step 0"),
+        "{stderr}"
+    );
+    assert!(!out.join("checkpoint.mpk").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
