@@ -165,12 +165,15 @@ pub(crate) fn split_batch<B: Backend>(
     out
 }
 
+/// Loss components as `(name, value)` pairs, named like the original, `loss` first.
+pub type Components = Vec<(String, f32)>;
+
 /// The loss components of a criterion output, or the non-finite stop.
 fn checked_components<B: Backend>(
     crit: Result<crate::criterion::CriterionOutput<B>, CriterionError>,
     epoch: usize,
     step: u64,
-) -> Result<(crate::criterion::CriterionOutput<B>, Vec<(String, f32)>), TrainError> {
+) -> Result<(crate::criterion::CriterionOutput<B>, Components), TrainError> {
     let crit = match crit {
         Ok(c) => c,
         // NaN/inf predictions already fail in the matcher: the same stop, with its message.
@@ -341,7 +344,7 @@ impl<B: Backend> DetrTraining<B> {
     pub fn validate(
         &self,
         batch: DetrBatch<B>,
-    ) -> Result<(Vec<(String, f32)>, Vec<ImageResult>), TrainError> {
+    ) -> Result<(Components, Vec<ImageResult>), TrainError> {
         let out = self.model.forward(batch.images, batch.mask);
         let crit = self
             .criterion

@@ -314,8 +314,7 @@ fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
             vec![Default::default()],
         );
         let err = r
-            .err()
-            .expect("another architecture must not load")
+            .expect_err("another architecture must not load")
             .to_string();
         assert!(err.contains("checkpoint.mpk"), "{err}");
     }
