@@ -544,6 +544,11 @@ impl TrainConfig {
         let mut conflicts = Vec::new();
         let classes = saved.num_classes.unwrap_or(1);
         let saved_model = saved.model_config(classes).ok();
+        // The checkpoint's effective value of an option it left to its preset.
+        let saved_model_json = saved_model
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok())
+            .unwrap_or(serde_json::Value::Null);
         for (k, v) in g {
             if b.get(k) == Some(v) || s.get(k) == Some(v) {
                 continue; // not given now, or the checkpoint's own value
@@ -557,11 +562,12 @@ impl TrainConfig {
                     .and_then(|t| t.model_config(t.num_classes.unwrap_or(classes)).ok())
                     .is_some_and(|m| Some(&m) == saved_model.as_ref());
                 if !same {
-                    conflicts.push(format!(
-                        "--{k} {} (the checkpoint has {})",
-                        v,
-                        s.get(k).unwrap_or(&serde_json::Value::Null)
-                    ));
+                    let had = s
+                        .get(k)
+                        .filter(|x| !x.is_null())
+                        .or_else(|| saved_model_json.get(k))
+                        .unwrap_or(&serde_json::Value::Null);
+                    conflicts.push(format!("--{k} {v} (the checkpoint has {had})"));
                     continue;
                 }
             }
