@@ -140,6 +140,8 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: usize,
     /// Print progress every N steps.
     pub print_freq: usize,
+    /// Stop when validation AP has not improved for this many validations (0: never).
+    pub early_stopping: usize,
 }
 
 /// Options of the generated synthetic dataset.
@@ -264,6 +266,7 @@ impl TrainConfig {
             devices: vec![0],
             max_steps_per_epoch: 0,
             print_freq: 10,
+            early_stopping: 0,
         }
     }
 
@@ -344,6 +347,37 @@ impl TrainConfig {
         }
         if self.lr_drop == 0 {
             return bad("lr_drop must be at least 1");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad("weight_decay must be a finite number >= 0");
+        }
+        if !(self.clip_max_norm >= 0.0 && self.clip_max_norm.is_finite()) {
+            return bad("clip_max_norm must be a finite number >= 0 (0 disables clipping)");
+        }
+        if !(self.lr_gamma > 0.0 && self.lr_gamma.is_finite()) {
+            return bad("lr_gamma must be a positive finite number");
+        }
+        for (name, v) in [
+            ("set_cost_class", self.set_cost_class),
+            ("set_cost_bbox", self.set_cost_bbox),
+            ("set_cost_giou", self.set_cost_giou),
+            ("bbox_loss_coef", self.bbox_loss_coef),
+            ("giou_loss_coef", self.giou_loss_coef),
+            ("eos_coef", self.eos_coef),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(TrainError::Config(format!(
+                    "{name} must be a finite number >= 0 (got {v})"
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.vis_threshold) {
+            return bad("vis_threshold must be between 0 and 1");
+        }
+        if let Some(d) = self.dropout {
+            if !(0.0..1.0).contains(&d) {
+                return bad("dropout must be in [0, 1)");
+            }
         }
         if !(self.image_scale > 0.0 && self.image_scale.is_finite()) {
             return bad("image_scale must be positive");
@@ -467,5 +501,92 @@ fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
             }
         }
         (b, o) => *b = o,
+    }
+}
+
+/// Options that fix the model's architecture: a checkpoint cannot be resumed with other values.
+pub const ARCHITECTURE_OPTIONS: &[&str] = &[
+    "preset",
+    "backbone",
+    "backbone_width",
+    "backbone_norm",
+    "train_stem_and_layer1",
+    "dilation",
+    "position_embedding",
+    "enc_layers",
+    "dec_layers",
+    "dim_feedforward",
+    "hidden_dim",
+    "nheads",
+    "num_queries",
+    "pre_norm",
+    "num_classes",
+];
+
+impl TrainConfig {
+    /// The configuration of a resumed run: the checkpoint's (`saved`), with the options the
+    /// user gave now (those where `given` differs from `base`, the defaults and file without
+    /// the command line) laid over it. Giving an architecture option
+    /// ([`ARCHITECTURE_OPTIONS`]) with another value than the checkpoint's is an error that
+    /// names each; the others (`epochs`, `lr_drop`, `output_dir`, `lr`, …) may change.
+    pub fn for_resume(saved: &Self, base: &Self, given: &Self) -> Result<Self, TrainError> {
+        let to = |c: &Self| {
+            serde_json::to_value(c)
+                .map_err(|e| TrainError::Config(format!("cannot serialise the options: {e}")))
+        };
+        let (saved_v, base_v, given_v) = (to(saved)?, to(base)?, to(given)?);
+        let (Some(s), Some(b), Some(g)) =
+            (saved_v.as_object(), base_v.as_object(), given_v.as_object())
+        else {
+            return Err(TrainError::Config("options are not an object".into()));
+        };
+        let mut merged = s.clone();
+        let mut conflicts = Vec::new();
+        let classes = saved.num_classes.unwrap_or(1);
+        let saved_model = saved.model_config(classes).ok();
+        // The checkpoint's effective value of an option it left to its preset.
+        let saved_model_json = saved_model
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok())
+            .unwrap_or(serde_json::Value::Null);
+        for (k, v) in g {
+            if b.get(k) == Some(v) || s.get(k) == Some(v) {
+                continue; // not given now, or the checkpoint's own value
+            }
+            if ARCHITECTURE_OPTIONS.contains(&k.as_str()) {
+                // Another spelling of the same model (e.g. the preset's own default) is fine.
+                let mut trial = s.clone();
+                trial.insert(k.clone(), v.clone());
+                let same = serde_json::from_value::<Self>(serde_json::Value::Object(trial))
+                    .ok()
+                    .and_then(|t| t.model_config(t.num_classes.unwrap_or(classes)).ok())
+                    .is_some_and(|m| Some(&m) == saved_model.as_ref());
+                if !same {
+                    let had = s
+                        .get(k)
+                        .filter(|x| !x.is_null())
+                        .or_else(|| saved_model_json.get(k))
+                        .unwrap_or(&serde_json::Value::Null);
+                    conflicts.push(format!("--{k} {v} (the checkpoint has {had})"));
+                    continue;
+                }
+            }
+            merged.insert(k.clone(), v.clone());
+        }
+        // Always this run's: what to resume from and whether only to evaluate.
+        for k in ["resume", "eval"] {
+            if let Some(v) = g.get(k) {
+                merged.insert(k.to_string(), v.clone());
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(TrainError::Config(format!(
+                "the checkpoint was trained with another model; these options contradict it: {}. \
+                 Leave them out (the checkpoint's configuration is used) or start a new run",
+                conflicts.join(", ")
+            )));
+        }
+        serde_json::from_value(serde_json::Value::Object(merged))
+            .map_err(|e| TrainError::Config(format!("the checkpoint's configuration: {e}")))
     }
 }

@@ -29,6 +29,20 @@ pub enum TrainError {
     /// COCO evaluation.
     #[error(transparent)]
     Eval(#[from] datasets::coco_eval::CocoEvalError),
+    /// A run that would train nothing (no data, no step, no epoch left).
+    #[error("nothing to train: {0}")]
+    NothingToTrain(String),
+    /// A worker thread panicked.
+    #[error("{0} thread panicked")]
+    Thread(String),
+    /// An output could not be encoded.
+    #[error("cannot encode {}: {message}", path.display())]
+    Encode {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// A checkpoint could not be encoded or decoded.
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint {

@@ -172,6 +172,9 @@ struct Args {
     /// Print progress every N steps.
     #[arg(long = "print_freq")]
     print_freq: Option<usize>,
+    /// Stop when validation AP has not improved for N validations (0: never).
+    #[arg(long = "early_stopping")]
+    early_stopping: Option<usize>,
 }
 
 macro_rules! set {
@@ -185,7 +188,8 @@ macro_rules! set_opt {
     };
 }
 
-fn resolve(args: &Args) -> Result<TrainConfig> {
+/// The defaults and the `--config` file (without the other command-line options).
+fn base(args: &Args) -> Result<TrainConfig> {
     let kind = args.dataset_file.clone().unwrap_or_else(|| {
         if args.coco_path.is_some() {
             "coco".into()
@@ -198,6 +202,41 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         cfg = TrainConfig::from_file(path, &cfg)?;
     }
     cfg.dataset_file = kind;
+    Ok(cfg)
+}
+
+/// The run's options: defaults, file, command line; when resuming a checkpoint that carries
+/// its configuration, that configuration with the command line's options laid over it.
+fn resolve(args: &Args) -> Result<TrainConfig> {
+    let given = overlay(args, base(args)?)?;
+    let Some(path) = &given.resume else {
+        return Ok(given);
+    };
+    let saved = match detr_train::checkpoint::read_state(path) {
+        Ok(state) => state.config,
+        // Not a training checkpoint (model weights, or an error reported by the run).
+        Err(_) => None,
+    };
+    let Some(saved) = saved else {
+        return Ok(given);
+    };
+    let saved: TrainConfig = match serde_json::from_value(saved) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                "{}: its configuration cannot be read ({e}); using the command line's",
+                path.display()
+            );
+            return Ok(given);
+        }
+    };
+    let cfg = TrainConfig::for_resume(&saved, &base(args)?, &given)
+        .with_context(|| format!("--resume {}", path.display()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn overlay(args: &Args, mut cfg: TrainConfig) -> Result<TrainConfig> {
     set!(
         cfg,
         args,
@@ -238,7 +277,7 @@ fn resolve(args: &Args) -> Result<TrainConfig> {
         devices
     );
     set!(cfg, args, max_steps_per_epoch, print_freq, random_crop);
-    set!(cfg, args, num_vis_images, vis_threshold);
+    set!(cfg, args, num_vis_images, vis_threshold, early_stopping);
     set_opt!(
         cfg,
         args,
@@ -320,14 +359,51 @@ fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    use std::io::IsTerminal;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
     let args = Args::parse();
+    // On a terminal a training run shows Burn's dashboard: the log goes to a file beside the
+    // run's outputs instead of drawing over it.
+    let dashboard = std::io::stdout().is_terminal() && !args.eval;
+    let log_file = match (dashboard, &args.output_dir) {
+        (true, Some(dir)) => Some(dir.join("experiment.log")),
+        (true, None) => base(&args)
+            .ok()
+            .map(|c| c.output_dir.join("experiment.log")),
+        _ => None,
+    };
+    let file = log_file.as_ref().and_then(|p| {
+        std::fs::create_dir_all(p.parent()?).ok()?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    match file {
+        Some(f) => {
+            eprintln!(
+                "detr-train: Burn's dashboard follows; the log is in {}",
+                log_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            );
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_target(false)
+            .init(),
+    }
     let cfg = resolve(&args)?;
     tracing::info!(
         "detr-train: preset {} on {} ({}), {} epochs, output {}",

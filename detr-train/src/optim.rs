@@ -6,8 +6,14 @@
 //! AdamW states and splits the gradients by parameter id: backbone gradients are stepped with
 //! `lr × lr_backbone / lr`, the others with `lr`. A scheduler that scales `lr` therefore scales
 //! both groups, like PyTorch's `StepLR` over two param groups.
+//!
+//! The backbone group is derived from the module at every step (parameter ids come from the
+//! record after a checkpoint is loaded, so ids collected at construction could be stale).
+//! Clones of a [`DetrOptimizer`] share one state: the training strategy keeps a handle to
+//! write the optimiser into its checkpoints while Burn's `Learner` owns the optimiser.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -16,6 +22,8 @@ use burn::prelude::*;
 use burn::record::Record;
 use burn::tensor::backend::AutodiffBackend;
 use detr_model::Detr;
+
+use crate::step::DetrTraining;
 
 /// The AdamW state of one group (per parameter id).
 pub type GroupRecord<B> = <OptimizerAdaptor<AdamW, Detr<B>, B> as Optimizer<Detr<B>, B>>::Record;
@@ -47,13 +55,18 @@ impl Default for OptimizerOptions {
     }
 }
 
-/// AdamW over two parameter groups with a global-norm gradient clip.
+/// AdamW over two parameter groups with a global-norm gradient clip. Clones share one state
+/// (see the module documentation).
 #[derive(Clone)]
 pub struct DetrOptimizer<B: AutodiffBackend> {
     options: OptimizerOptions,
-    backbone_ids: HashSet<ParamId>,
+    state: Arc<Mutex<Groups<B>>>,
+}
+
+struct Groups<B: AutodiffBackend> {
     backbone: OptimizerAdaptor<AdamW, Detr<B>, B>,
     rest: OptimizerAdaptor<AdamW, Detr<B>, B>,
+    last_grad_norm: Option<f32>,
 }
 
 /// The saved state of a [`DetrOptimizer`]: one AdamW state per group.
@@ -93,12 +106,26 @@ impl<B: AutodiffBackend> DetrOptimizer<B> {
                     .build(),
             )
         };
+        let _ = model;
         Self {
             options,
-            backbone_ids: backbone_param_ids(model),
-            backbone: adamw(),
-            rest: adamw(),
+            state: Arc::new(Mutex::new(Groups {
+                backbone: adamw(),
+                rest: adamw(),
+                last_grad_norm: None,
+            })),
         }
+    }
+
+    fn groups(&self) -> MutexGuard<'_, Groups<B>> {
+        // A panic while the lock was held cannot leave the groups half-updated in a way that
+        // matters more than the panic itself: keep going with what is there.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The total gradient norm (before clipping) of the last step, if any.
+    pub fn last_grad_norm(&self) -> Option<f32> {
+        self.groups().last_grad_norm
     }
 
     /// The options.
@@ -116,16 +143,13 @@ impl<B: AutodiffBackend> DetrOptimizer<B> {
     }
 
     /// Splits `grads` into the backbone's and the rest's.
-    fn split(
-        &self,
-        model: &Detr<B>,
-        mut grads: GradientsParams,
-    ) -> (GradientsParams, GradientsParams) {
+    fn split(model: &Detr<B>, mut grads: GradientsParams) -> (GradientsParams, GradientsParams) {
+        let ids = backbone_param_ids(model);
         let mut bb = GradientsParams::new();
         let mut mover = GradMover::<B> {
             from: &mut grads,
             to: &mut bb,
-            ids: &self.backbone_ids,
+            ids: &ids,
             _b: Default::default(),
         };
         model.visit(&mut mover);
@@ -150,22 +174,40 @@ impl<B: AutodiffBackend> DetrOptimizer<B> {
             _ => grads,
         };
         let model = self.apply(lr, model, grads);
+        self.groups().last_grad_norm = norm;
         (model, norm)
     }
 
     fn apply(&mut self, lr: f64, model: Detr<B>, grads: GradientsParams) -> Detr<B> {
-        let (bb, rest) = self.split(&model, grads);
+        let (bb, rest) = Self::split(&model, grads);
         let lr_bb = self.backbone_lr(lr);
+        let mut groups = self.groups();
         let model = if lr_bb > 0.0 && !bb.is_empty() {
-            self.backbone.step(lr_bb, model, bb)
+            groups.backbone.step(lr_bb, model, bb)
         } else {
             model
         };
         if rest.is_empty() {
             model
         } else {
-            self.rest.step(lr, model, rest)
+            groups.rest.step(lr, model, rest)
         }
+    }
+
+    /// The state of both groups (what a checkpoint stores).
+    pub fn record(&self) -> DetrOptimizerRecord<B> {
+        let g = self.groups();
+        DetrOptimizerRecord {
+            backbone: g.backbone.to_record(),
+            rest: g.rest.to_record(),
+        }
+    }
+
+    /// Restores both groups from a checkpoint (in place: every clone sees it).
+    pub fn restore(&self, record: DetrOptimizerRecord<B>) {
+        let mut g = self.groups();
+        g.backbone = g.backbone.clone().load_record(record.backbone);
+        g.rest = g.rest.clone().load_record(record.rest);
     }
 }
 
@@ -326,15 +368,45 @@ impl<B: AutodiffBackend> Optimizer<Detr<B>, B> for DetrOptimizer<B> {
     }
 
     fn to_record(&self) -> Self::Record {
-        DetrOptimizerRecord {
-            backbone: self.backbone.to_record(),
-            rest: self.rest.to_record(),
-        }
+        self.record()
     }
 
-    fn load_record(mut self, record: Self::Record) -> Self {
-        self.backbone = self.backbone.load_record(record.backbone);
-        self.rest = self.rest.load_record(record.rest);
+    fn load_record(self, record: Self::Record) -> Self {
+        self.restore(record);
+        self
+    }
+}
+
+/// The optimiser of Burn's `Learner`, whose module is the training wrapper.
+impl<B: AutodiffBackend> Optimizer<DetrTraining<B>, B> for DetrOptimizer<B> {
+    type Record = DetrOptimizerRecord<B>;
+
+    fn step(
+        &mut self,
+        lr: f64,
+        mut module: DetrTraining<B>,
+        grads: GradientsParams,
+    ) -> DetrTraining<B> {
+        module.model = self.step_clipped(lr, module.model, grads).0;
+        module
+    }
+
+    fn step_multi(
+        &mut self,
+        lr: f64,
+        mut module: DetrTraining<B>,
+        grads: MultiGradientsParams,
+    ) -> DetrTraining<B> {
+        module.model = <Self as Optimizer<Detr<B>, B>>::step_multi(self, lr, module.model, grads);
+        module
+    }
+
+    fn to_record(&self) -> Self::Record {
+        self.record()
+    }
+
+    fn load_record(self, record: Self::Record) -> Self {
+        self.restore(record);
         self
     }
 }

@@ -1,20 +1,32 @@
 //! A whole run: data (generating the synthetic set when needed), model (fresh, pretrained or
 //! resumed), the epochs with validation, checkpoints, `log.txt`, curves and pictures.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use burn::train::metric::LearningRateMetric;
+use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use datasets::loader::{DetrDataLoader, LoaderConfig};
 use datasets::{CocoDetection, CocoFile, Layout, OpenOptions};
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::Detr;
 use serde_json::json;
 
+use crate::checkpoint::{self, TrainState};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::trainer::{fmt_secs, Averages, EvalResult, Trainer};
+use crate::loader::StepLoader;
+use crate::metrics::{CocoMetric, ComponentMetric};
+use crate::optim::DetrOptimizer;
+use crate::renderer::QuietRenderer;
+use crate::schedule::{StepLr, StepLrScheduler};
+use crate::step::DetrTraining;
+use crate::strategy::{DetrStrategy, Outcome};
+use crate::trainer::{Averages, EvalResult};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -31,8 +43,8 @@ pub struct RunSummary {
 
 /// The train and validation splits of the configured dataset.
 pub struct Splits {
-    /// Training split (augmentation pipeline).
-    pub train: CocoDetection,
+    /// Training split (augmentation pipeline); not opened by `--eval`.
+    pub train: Option<CocoDetection>,
     /// Validation split (validation pipeline).
     pub val: CocoDetection,
     /// The validation annotations (ground truth of the COCO evaluation).
@@ -83,7 +95,18 @@ pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
         seed: cfg.seed,
         ..OpenOptions::default()
     };
-    let train = CocoDetection::open_split(&cfg.coco_path, &train_split, None, tc.train(), &opts)?;
+    let train = if cfg.eval {
+        None
+    } else {
+        let t = CocoDetection::open_split(&cfg.coco_path, &train_split, None, tc.train(), &opts)?;
+        if t.is_empty() {
+            return Err(TrainError::NothingToTrain(format!(
+                "the training split {} has no images",
+                t.paths().annotation_file.display()
+            )));
+        }
+        Some(t)
+    };
     let val = CocoDetection::open_split(&cfg.coco_path, &val_split, None, tc.val(), &opts)?;
     let ann = &val.paths().annotation_file;
     let val_coco = datasets::coco_eval::read_ground_truth(ann)?;
@@ -167,7 +190,9 @@ fn eval_json(r: &EvalResult) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-fn log_line(
+/// One `log.txt` line (the original's keys): `train_*` averages, `test_*` validation values
+/// and the 12 COCO numbers when validation ran, `epoch`, `n_parameters`, `epoch_seconds`.
+pub(crate) fn log_line(
     epoch: usize,
     train: &Averages,
     lr: f64,
@@ -219,7 +244,10 @@ pub fn write_logs(dir: &Path, history: &[serde_json::Value]) -> Result<(), Train
     let img = crate::plot::curves(&get("train_loss"), &get("test_loss"), &stat(0), &stat(1));
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| TrainError::Config(format!("cannot encode curves.png: {e}")))?;
+        .map_err(|e| TrainError::Encode {
+            path: dir.join("curves.png"),
+            message: e.to_string(),
+        })?;
     write_file(&dir.join("curves.png"), png.get_ref())
 }
 
@@ -239,15 +267,16 @@ pub fn print_eval(r: &EvalResult) {
 }
 
 /// Writes `--num_vis_images` validation pictures with predictions to `<output_dir>/pictures`.
-fn write_pictures<B: AutodiffBackend>(
+fn write_pictures<B: Backend>(
     cfg: &TrainConfig,
-    trainer: &Trainer<B>,
+    model: &Detr<B>,
+    device: &B::Device,
     val: &CocoDetection,
 ) -> Result<(), TrainError> {
     let dir = cfg.output_dir.join("pictures");
     let written = crate::pictures::write_validation_pictures(
-        &burn::module::AutodiffModule::valid(&trainer.model),
-        &trainer.device,
+        model,
+        device,
         val,
         &dir,
         cfg.num_vis_images,
@@ -263,8 +292,43 @@ fn write_pictures<B: AutodiffBackend>(
     Ok(())
 }
 
-/// Trains (or with `eval`, only evaluates) on `devices` as `cfg` says: data-parallel when
-/// there are several (see [`Trainer::with_devices`]); the first one also validates.
+/// What `--resume` names: a detr-train checkpoint (model, optimiser, progress) or model
+/// weights in another format (an official `.pth`, HF safetensors, a native model record).
+enum ResumeFrom {
+    Checkpoint(PathBuf, TrainState),
+    Weights(PathBuf),
+}
+
+fn resume_source(cfg: &TrainConfig) -> Result<Option<ResumeFrom>, TrainError> {
+    let Some(path) = &cfg.resume else {
+        return Ok(None);
+    };
+    if !path.exists() {
+        return Err(TrainError::Checkpoint {
+            path: path.clone(),
+            message: "no such file".into(),
+        });
+    }
+    match checkpoint::read_state(path) {
+        Ok(state) => Ok(Some(ResumeFrom::Checkpoint(path.clone(), state))),
+        Err(e) => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if matches!(ext.as_str(), "pth" | "pt" | "bin" | "safetensors" | "mpk") {
+                Ok(Some(ResumeFrom::Weights(path.clone())))
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Trains (or with `eval`, only evaluates) on `devices` as `cfg` says, through Burn's
+/// `SupervisedTraining` / `Learner` with [`DetrStrategy`]: data-parallel when there are
+/// several devices (the step shards each batch; see [`crate::step`]).
 pub fn run<B: AutodiffBackend>(
     cfg: TrainConfig,
     devices: Vec<B::Device>,
@@ -275,8 +339,53 @@ pub fn run<B: AutodiffBackend>(
             "devices must name at least one device".into(),
         ));
     };
+    let resume = resume_source(&cfg)?;
+    let mut start_state = TrainState {
+        epoch: cfg.start_epoch,
+        ..TrainState::default()
+    };
+    if let Some(ResumeFrom::Checkpoint(_, s)) = &resume {
+        start_state.epoch = s.epoch;
+    }
+    if !cfg.eval {
+        if cfg.epochs == 0 {
+            return Err(TrainError::NothingToTrain(
+                "--epochs is 0: nothing to train (use --eval to only evaluate)".into(),
+            ));
+        }
+        if start_state.epoch >= cfg.epochs {
+            if let Some(ResumeFrom::Checkpoint(path, s)) = &resume {
+                tracing::info!(
+                    "{} is a finished run ({} epochs of {} done): nothing to train; raise \
+                     --epochs to continue it, or use --eval to evaluate it",
+                    path.display(),
+                    s.epoch,
+                    cfg.epochs
+                );
+                return Ok(RunSummary {
+                    coco_stats: None,
+                    epochs: s.epoch,
+                    seconds: 0.0,
+                    output_dir: cfg.output_dir.clone(),
+                });
+            }
+            return Err(TrainError::NothingToTrain(format!(
+                "--start_epoch {} is not below --epochs {}: nothing to train",
+                cfg.start_epoch, cfg.epochs
+            )));
+        }
+    }
     let out = cfg.output_dir.clone();
+    if out.exists() && !out.is_dir() {
+        return Err(TrainError::Config(format!(
+            "--output_dir {} is a file, not a folder",
+            out.display()
+        )));
+    }
     std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+    for p in checkpoint::remove_stale_temporaries(&out) {
+        tracing::info!("removed {} (left by a run that was killed)", p.display());
+    }
     let resolved =
         serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
     write_file(&out.join("config.json"), resolved.as_bytes())?;
@@ -284,32 +393,67 @@ pub fn run<B: AutodiffBackend>(
     let splits = open_splits(&cfg)?;
     let num_classes = cfg
         .num_classes
-        .unwrap_or_else(|| splits.train.num_classes());
-    tracing::info!(
-        "{} training and {} validation images, num_classes {num_classes}",
-        splits.train.len(),
-        splits.val.len()
-    );
-    let (model, _) = build_model::<B>(&cfg, num_classes, &device)?;
-    let mut trainer = Trainer::new(cfg.clone(), model, device.clone())?.with_devices(devices)?;
-    if trainer.devices.len() > 1 {
+        .unwrap_or_else(|| splits.train.as_ref().unwrap_or(&splits.val).num_classes());
+    if let Some(train) = &splits.train {
         tracing::info!(
-            "data-parallel training on {} devices: {:?}",
-            trainer.devices.len(),
-            trainer.devices
+            "{} training and {} validation images, num_classes {num_classes}",
+            train.len(),
+            splits.val.len()
         );
     }
-    if let Some(path) = &cfg.resume {
-        trainer = trainer.load_checkpoint(path)?;
-        tracing::info!(
-            "resumed from {} at epoch {} (step {})",
-            path.display(),
-            trainer.state.epoch,
-            trainer.state.step
-        );
+    if splits.val.is_empty() {
+        return Err(TrainError::NothingToTrain(format!(
+            "the validation split {} has no images: nothing to evaluate",
+            splits.val.paths().annotation_file.display()
+        )));
     }
-    let n_parameters = trainer.model.num_trainable_params();
+
+    // The model: fresh, pretrained, or the checkpoint's.
+    let (mut model, _) = build_model::<B>(&cfg, num_classes, &device)?;
+    let optim = DetrOptimizer::new(&model, cfg.optimizer_options());
+    match &resume {
+        Some(ResumeFrom::Checkpoint(path, _)) => {
+            let loaded = checkpoint::load(path, model, &device)?;
+            model = loaded.model;
+            optim.restore(loaded.optim);
+            start_state = loaded.state;
+            tracing::info!(
+                "resumed from {} at epoch {} (step {})",
+                path.display(),
+                start_state.epoch,
+                start_state.step
+            );
+        }
+        Some(ResumeFrom::Weights(path)) => {
+            let (m, report) = load_checkpoint(
+                model,
+                path,
+                WeightFormat::Auto,
+                LoadOptions {
+                    strict: false,
+                    reinit_class_head: false,
+                },
+            )?;
+            if !report.missing.is_empty() || !report.mismatched.is_empty() {
+                return Err(TrainError::Checkpoint {
+                    path: path.clone(),
+                    message: format!("does not fit the configured model:\n{report}"),
+                });
+            }
+            tracing::info!("weights from {}:\n{report}", path.display());
+            model = m;
+        }
+        None => {}
+    }
+    // Checkpoints carry the configuration they were trained with (`--resume` uses it).
+    start_state.config =
+        Some(serde_json::to_value(&cfg).map_err(|e| TrainError::Config(e.to_string()))?);
+    if cfg.lr_backbone <= 0.0 {
+        model = model.freeze_backbone();
+    }
+    let n_parameters = model.num_trainable_params();
     tracing::info!("trainable parameters: {n_parameters}");
+    let criterion = cfg.criterion_config(model.num_classes).init()?;
 
     let val_pictures = splits.val.clone();
     let val_loader = DetrDataLoader::<B::InnerBackend>::new(
@@ -317,76 +461,124 @@ pub fn run<B: AutodiffBackend>(
         LoaderConfig::val(cfg.batch_size).with_workers(cfg.num_workers),
         device.clone(),
     )?;
+    let train_source = match splits.train {
+        Some(t) => t,
+        // `--eval` trains nothing: the training loader is never iterated.
+        None => val_pictures.clone(),
+    };
+    let train_images = train_source.len();
+    let step_batch = cfg.batch_size * devices.len();
+    let train_inner = DetrDataLoader::<B>::new(
+        train_source,
+        LoaderConfig::train(step_batch, cfg.seed).with_workers(cfg.num_workers),
+        device.clone(),
+    )?;
+    let shard_devices = if devices.len() > 1 {
+        devices.clone()
+    } else {
+        Vec::new()
+    };
+    let train_loader = StepLoader::train(
+        train_inner,
+        start_state.epoch,
+        cfg.max_steps_per_epoch,
+        shard_devices,
+    );
+    let steps_per_epoch = train_loader.steps_per_epoch();
+    if !cfg.eval && steps_per_epoch == 0 {
+        return Err(TrainError::NothingToTrain(format!(
+            "the training split has {} images, fewer than one step's batch ({} = --batch_size {} \
+             × {} devices; the last incomplete batch is dropped): nothing to train",
+            train_images,
+            step_batch,
+            cfg.batch_size,
+            devices.len()
+        )));
+    }
+    if devices.len() > 1 {
+        tracing::info!(
+            "data-parallel training on {} devices: {:?}",
+            devices.len(),
+            devices
+        );
+    }
+    let valid_loader = StepLoader::valid(val_loader);
+
+    let dashboard = std::io::stdout().is_terminal() && !cfg.eval;
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let ground_truth = Arc::new(splits.val_coco);
+    let strategy = DetrStrategy::<B> {
+        cfg: cfg.clone(),
+        optim: optim.clone(),
+        start: start_state.clone(),
+        ground_truth,
+        n_parameters,
+        dashboard,
+        outcome: outcome.clone(),
+    };
+    let schedule = StepLr::new(cfg.lr, cfg.lr_drop, cfg.lr_gamma);
+    let scheduler = StepLrScheduler::new(schedule, steps_per_epoch as u64, start_state.step);
+    let learner = Learner::new(
+        DetrTraining::new(model, criterion, cfg.seed),
+        optim,
+        scheduler,
+    );
+    let mut training =
+        SupervisedTraining::new(&out, Arc::new(train_loader), Arc::new(valid_loader))
+            .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
+            .with_application_logger(None)
+            .num_epochs(cfg.epochs.max(1));
+    for m in ComponentMetric::main_components() {
+        training = training
+            .metric_train_numeric(m.clone())
+            .metric_valid_numeric(m);
+    }
+    training = training
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_valid_numeric(CocoMetric::ap())
+        .metric_valid_numeric(CocoMetric::ap50());
+    if !dashboard {
+        training = training.renderer(QuietRenderer);
+    }
+    let t0 = Instant::now();
+    let result = training.launch(learner);
+    let seconds = t0.elapsed().as_secs_f64();
+    let outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(e) = outcome.error {
+        return Err(e);
+    }
+    let final_model: Detr<B::InnerBackend> = result.model.model;
     if cfg.eval {
-        let r = trainer.evaluate(&val_loader, &splits.val_coco)?;
+        let Some(r) = outcome.last_eval else {
+            return Err(TrainError::NothingToTrain(
+                "the evaluation did not run".into(),
+            ));
+        };
         print_eval(&r);
         let text = serde_json::to_string_pretty(&eval_json(&r))
             .map_err(|e| TrainError::Config(e.to_string()))?;
         write_file(&out.join("eval.json"), text.as_bytes())?;
-        write_pictures(&cfg, &trainer, &val_pictures)?;
+        write_pictures(&cfg, &final_model, &device, &val_pictures)?;
         return Ok(RunSummary {
             coco_stats: Some(r.coco_stats),
-            epochs: trainer.state.epoch,
-            seconds: 0.0,
+            epochs: outcome.state.epoch,
+            seconds,
             output_dir: out,
         });
     }
-
-    let train_loader = DetrDataLoader::<B>::new(
-        splits.train,
-        LoaderConfig::train(cfg.batch_size, cfg.seed).with_workers(cfg.num_workers),
-        device.clone(),
-    )?;
-    let start = Instant::now();
-    let mut last_stats = None;
-    while trainer.state.epoch < cfg.epochs {
-        let epoch = trainer.state.epoch;
-        let t0 = Instant::now();
-        let (lr, _) = trainer.lrs(epoch);
-        let train = trainer.train_epoch(&train_loader)?;
-        let eval = if (epoch + 1).is_multiple_of(cfg.eval_every) || epoch + 1 == cfg.epochs {
-            let r = trainer.evaluate(&val_loader, &splits.val_coco)?;
-            tracing::info!(
-                "epoch {epoch}: AP {:.4} AP50 {:.4} (test loss {:.4})",
-                r.coco_stats[0],
-                r.coco_stats[1],
-                r.losses.get("loss").unwrap_or(f64::NAN)
-            );
-            last_stats = Some(r.coco_stats);
-            Some(r)
-        } else {
-            None
-        };
-        let secs = t0.elapsed().as_secs_f64();
-        trainer.state.history.push(log_line(
-            epoch,
-            &train,
-            lr,
-            eval.as_ref(),
-            n_parameters,
-            secs,
-        ));
-        trainer.save_checkpoint(&out.join("checkpoint.mpk"))?;
-        if trainer.schedule.drops_after(epoch) && epoch + 1 < cfg.epochs {
-            trainer.save_checkpoint(&out.join(format!("checkpoint{epoch:04}.mpk")))?;
-        }
-        write_logs(&out, &trainer.state.history)?;
-        let remaining = (cfg.epochs - epoch - 1) as f64 * start.elapsed().as_secs_f64()
-            / (trainer.state.epoch - cfg.start_epoch.min(epoch)).max(1) as f64;
-        tracing::info!(
-            "epoch {epoch} done in {}, elapsed {}, eta {}",
-            fmt_secs(secs),
-            fmt_secs(start.elapsed().as_secs_f64()),
-            fmt_secs(remaining)
+    if outcome.interrupted {
+        tracing::warn!(
+            "the last complete epoch is in {}",
+            out.join("checkpoint.mpk").display()
         );
     }
     let model_config = cfg.model_config(num_classes)?;
-    detr_model::weights::save_record(&trainer.model, &model_config, &out.join("model.mpk"))?;
-    write_pictures(&cfg, &trainer, &val_pictures)?;
+    detr_model::weights::save_record(&final_model, &model_config, &out.join("model.mpk"))?;
+    write_pictures(&cfg, &final_model, &device, &val_pictures)?;
     Ok(RunSummary {
-        coco_stats: last_stats,
-        epochs: trainer.state.epoch,
-        seconds: start.elapsed().as_secs_f64(),
+        coco_stats: outcome.last_eval.map(|r| r.coco_stats),
+        epochs: outcome.state.epoch,
+        seconds,
         output_dir: out,
     })
 }

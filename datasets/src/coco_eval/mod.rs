@@ -563,6 +563,44 @@ impl CocoEvaluator {
         Ok(())
     }
 
+    /// Like [`Self::add`], evaluating as pycocotools does over the ground truth's categories:
+    /// detections whose category (after the label map, if any) is not one of them are
+    /// ignored. Returns how many were ignored. Validation during training and
+    /// `detr-infer evaluate` both use this.
+    pub fn add_of_known_categories(
+        &mut self,
+        dets: &ImageDetections<'_>,
+    ) -> Result<usize, CocoEvalError> {
+        let known = |label: usize| -> bool {
+            let id = match &self.label_to_category {
+                None => Some(label as u64),
+                Some(map) => map.get(label).copied(),
+            };
+            id.is_some_and(|id| self.gt.category_ids().binary_search(&id).is_ok())
+        };
+        let malformed =
+            dets.scores.len() != dets.labels.len() || dets.boxes_xyxy.len() != dets.labels.len();
+        let keep: Vec<usize> = (0..dets.labels.len())
+            .filter(|&q| known(dets.labels[q]))
+            .collect();
+        let ignored = dets.labels.len() - keep.len();
+        if ignored == 0 || malformed {
+            // Nothing to leave out, or input that `add` reports as malformed.
+            self.add(dets)?;
+            return Ok(0);
+        }
+        let scores: Vec<f32> = keep.iter().map(|&q| dets.scores[q]).collect();
+        let labels: Vec<usize> = keep.iter().map(|&q| dets.labels[q]).collect();
+        let boxes: Vec<[f32; 4]> = keep.iter().map(|&q| dets.boxes_xyxy[q]).collect();
+        self.add(&ImageDetections {
+            image_id: dets.image_id,
+            scores: &scores,
+            labels: &labels,
+            boxes_xyxy: &boxes,
+        })?;
+        Ok(ignored)
+    }
+
     /// The results collected so far (to write with [`crate::results::write_results`]).
     pub fn results(&self) -> &[CocoDetection] {
         &self.results
