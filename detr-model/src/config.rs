@@ -1,12 +1,14 @@
 //! [`DetrConfig`]: every model option of the original's command line, and the presets.
 
 use burn::config::Config;
+use serde::{Deserialize, Serialize};
 
-use crate::backbone::BackboneNormKind;
+pub use crate::backbone::BackboneNormKind;
 use crate::error::ModelError;
 
-/// ResNet depth used as DETR's backbone.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+/// ResNet depth used as DETR's backbone. Serialised as the original's names (`resnet50`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackboneKind {
     /// ResNet-18 (basic blocks, 512 output channels at width 64).
     Resnet18,
@@ -66,12 +68,16 @@ impl BackboneKind {
     }
 }
 
-/// Position embedding added to the encoder's queries and keys.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+/// Position embedding added to the encoder's queries and keys. Serialised as `sine` or
+/// `learned`; the original's `v2` and `v3` are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PositionEmbeddingKind {
     /// Fixed 2-D sine/cosine embedding (the default, `v2`/`sine` in the original).
+    #[serde(alias = "v2")]
     Sine,
     /// Learned row and column embeddings (`v3`/`learned`), for feature maps up to 50×50.
+    #[serde(alias = "v3")]
     Learned,
 }
 
@@ -86,31 +92,58 @@ impl PositionEmbeddingKind {
             ))),
         }
     }
+
+    /// The name this kind is written with (`sine` or `learned`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sine => "sine",
+            Self::Learned => "learned",
+        }
+    }
 }
+
+/// Implements `FromStr` (through `parse`, so command lines accept the same names and aliases
+/// as JSON files) and `Display` (through `name`).
+macro_rules! name_traits {
+    ($($kind:ty),*) => {$(
+        impl std::str::FromStr for $kind {
+            type Err = ModelError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )*};
+}
+name_traits!(BackboneKind, PositionEmbeddingKind, BackboneNormKind);
 
 /// Configuration of a DETR model, with the original's option names and defaults (DETR-R50).
 #[derive(Config, Debug, PartialEq)]
 pub struct DetrConfig {
     /// Backbone: `resnet18`, `resnet34`, `resnet50` or `resnet101`.
-    #[config(default = "String::from(\"resnet50\")")]
-    pub backbone: String,
+    #[config(default = "BackboneKind::Resnet50")]
+    pub backbone: BackboneKind,
     /// Channels of the ResNet stem and `layer1` (64 in torchvision). Narrower widths make
     /// small CPU models and test fixtures; official weights need 64.
     #[config(default = 64)]
     pub backbone_width: usize,
     /// Normalisation in the backbone: `frozen` (FrozenBatchNorm2d, the original's, for
     /// pretrained backbones) or `group` (trainable GroupNorm, for training from scratch).
-    #[config(default = "String::from(\"frozen\")")]
-    pub backbone_norm: String,
+    #[config(default = "BackboneNormKind::Frozen")]
+    pub backbone_norm: BackboneNormKind,
     /// Train the stem and `layer1` too (the original freezes them: they come pretrained).
     #[config(default = false)]
     pub train_stem_and_layer1: bool,
     /// DC5: replace the stride of `layer4` by a dilation of 2.
     #[config(default = false)]
     pub dilation: bool,
-    /// `sine` or `learned`.
-    #[config(default = "String::from(\"sine\")")]
-    pub position_embedding: String,
+    /// `sine` or `learned` (the original's `v2` and `v3` are accepted as aliases).
+    #[config(default = "PositionEmbeddingKind::Sine")]
+    pub position_embedding: PositionEmbeddingKind,
     /// Encoder layers.
     #[config(default = 6)]
     pub enc_layers: usize,
@@ -159,12 +192,14 @@ impl DetrConfig {
         match name {
             "r50" => Ok(base),
             "r50-dc5" => Ok(base.with_dilation(true)),
-            "r101" => Ok(base.with_backbone("resnet101".into())),
-            "r101-dc5" => Ok(base.with_backbone("resnet101".into()).with_dilation(true)),
+            "r101" => Ok(base.with_backbone(BackboneKind::Resnet101)),
+            "r101-dc5" => Ok(base
+                .with_backbone(BackboneKind::Resnet101)
+                .with_dilation(true)),
             "tiny" => Ok(base
-                .with_backbone("resnet18".into())
+                .with_backbone(BackboneKind::Resnet18)
                 .with_backbone_width(16)
-                .with_backbone_norm("group".into())
+                .with_backbone_norm(BackboneNormKind::Group)
                 .with_train_stem_and_layer1(true)
                 .with_hidden_dim(128)
                 .with_nheads(4)
@@ -200,44 +235,38 @@ impl DetrConfig {
                 "a DETR configuration must be a JSON object".into(),
             ));
         };
-        let mut merged = serde_json::to_value(Self::new()).map_err(bad)?;
-        if let serde_json::Value::Object(defaults) = &mut merged {
-            for (key, value) in given {
-                if !defaults.contains_key(&key) {
-                    return Err(ModelError::InvalidConfig(format!("unknown option `{key}`")));
-                }
-                defaults.insert(key, value);
+        let serde_json::Value::Object(defaults) = serde_json::to_value(Self::new()).map_err(bad)?
+        else {
+            unreachable!("a configuration serialises as a JSON object");
+        };
+        let mut merged = defaults.clone();
+        for (key, value) in &given {
+            if !defaults.contains_key(key) {
+                return Err(ModelError::InvalidConfig(format!("unknown option `{key}`")));
             }
+            merged.insert(key.clone(), value.clone());
         }
-        serde_json::from_value(merged).map_err(bad)
-    }
-
-    /// The parsed backbone kind.
-    pub fn backbone_kind(&self) -> Result<BackboneKind, ModelError> {
-        BackboneKind::parse(&self.backbone)
-    }
-
-    /// The parsed backbone normalisation kind.
-    pub fn backbone_norm_kind(&self) -> Result<BackboneNormKind, ModelError> {
-        BackboneNormKind::parse(&self.backbone_norm)
-    }
-
-    /// The parsed position embedding kind.
-    pub fn position_embedding_kind(&self) -> Result<PositionEmbeddingKind, ModelError> {
-        PositionEmbeddingKind::parse(&self.position_embedding)
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| {
+            // serde names the bad value but not its option: find the option that fails alone.
+            let culprit = given.iter().find(|(key, value)| {
+                let mut one = defaults.clone();
+                one.insert((*key).clone(), (*value).clone());
+                serde_json::from_value::<Self>(serde_json::Value::Object(one)).is_err()
+            });
+            match culprit {
+                Some((key, _)) => ModelError::InvalidConfig(format!("option `{key}`: {e}")),
+                None => bad(e),
+            }
+        })
     }
 
     /// Channels of the backbone's output (`layer4`).
-    pub fn backbone_channels(&self) -> Result<usize, ModelError> {
-        let kind = self.backbone_kind()?;
-        Ok(self.backbone_width * 8 * kind.expansion())
+    pub fn backbone_channels(&self) -> usize {
+        self.backbone_width * 8 * self.backbone.expansion()
     }
 
     /// Checks that the options are consistent, with a message naming the bad option.
     pub fn validate(&self) -> Result<(), ModelError> {
-        self.backbone_kind()?;
-        self.backbone_norm_kind()?;
-        self.position_embedding_kind()?;
         let bad = |msg: String| Err(ModelError::InvalidConfig(msg));
         if self.backbone_width == 0 {
             return bad("backbone_width must be positive".into());

@@ -142,7 +142,7 @@ impl DetrConfig {
     /// deterministic.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Detr<B>, ModelError> {
         self.validate()?;
-        let kind = self.backbone_kind()?;
+        let kind = self.backbone;
         if self.dilation && !kind.is_bottleneck() {
             return Err(ModelError::InvalidConfig(format!(
                 "dilation (DC5) needs a bottleneck ResNet (resnet50/101), not {}",
@@ -152,7 +152,7 @@ impl DetrConfig {
         let d = self.hidden_dim;
         let backbone = ResNet::new(
             kind,
-            self.backbone_norm_kind()?,
+            self.backbone_norm,
             self.backbone_width,
             self.dilation,
             device,
@@ -162,7 +162,7 @@ impl DetrConfig {
         } else {
             backbone.freeze_stem_and_layer1()
         };
-        let position = match self.position_embedding_kind()? {
+        let position = match self.position_embedding {
             PositionEmbeddingKind::Sine => {
                 PositionEmbedding::Sine(SinePositionEmbedding::new(d / 2))
             }
@@ -173,7 +173,7 @@ impl DetrConfig {
         let model = Detr {
             backbone,
             position,
-            input_proj: Conv2dConfig::new([self.backbone_channels()?, d], [1, 1]).init(device),
+            input_proj: Conv2dConfig::new([self.backbone_channels(), d], [1, 1]).init(device),
             transformer: Transformer::new(
                 d,
                 self.nheads,

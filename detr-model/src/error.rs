@@ -24,6 +24,15 @@ pub enum ModelError {
         /// What went wrong.
         message: String,
     },
+    /// A file of ours that was damaged after it was written: truncated, or its checksum
+    /// does not match.
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (truncated with the sizes, or a checksum mismatch).
+        message: String,
+    },
     /// A checkpoint that does not fit the model (another architecture, or wrong shapes).
     #[error("{path}: checkpoint does not match the model: {message}")]
     Mismatch {

@@ -107,7 +107,7 @@ fn native_record_fine_tuning_and_architecture_checks() {
     )
     .unwrap();
     let path = tmp("r18.mpk");
-    save_record(&model, &path).unwrap();
+    save_record(&model, &config("tiny_r18"), &path).unwrap();
     // Another class count: an error unless the class head is re-initialised.
     let three = config("tiny_r18").with_num_classes(3);
     let err = load_checkpoint(
@@ -245,8 +245,8 @@ fn save_record_is_atomic_and_leaves_no_temporary_file() {
     let device = Default::default();
     let model = config("tiny_r18").init::<B>(&device).unwrap();
     let path = tmp("atomic/model.mpk");
-    save_record(&model, &path).unwrap();
-    save_record(&model, &path).unwrap();
+    save_record(&model, &config("tiny_r18"), &path).unwrap();
+    save_record(&model, &config("tiny_r18"), &path).unwrap();
     let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use burn::backend::Flex;
 use detr_model::weights::official_layout;
-use detr_model::DetrConfig;
+use detr_model::{BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind};
 
 type B = Flex;
 /// Gradient requirements only exist on an autodiff backend.
@@ -94,7 +94,7 @@ fn stem_and_layer1_are_frozen_and_batch_norm_is_constant() {
     use detr_model::backbone::BackboneNorm;
     let model = DetrConfig::preset("tiny")
         .unwrap()
-        .with_backbone_norm("frozen".into())
+        .with_backbone_norm(BackboneNormKind::Frozen)
         .with_train_stem_and_layer1(false)
         .init::<AD>(&Default::default())
         .unwrap();
@@ -148,31 +148,65 @@ fn the_tiny_preset_trains_its_whole_group_norm_backbone() {
 
 #[test]
 fn bad_configs_are_errors_naming_the_option() {
-    let err = DetrConfig::new()
-        .with_backbone("resnet9".into())
-        .init::<B>(&Default::default())
-        .unwrap_err();
+    let err = DetrConfig::from_json_str(r#"{"backbone": "resnet9"}"#).unwrap_err();
+    assert!(err.to_string().contains("resnet9"), "{err}");
+    assert!(err.to_string().contains("`backbone`"), "{err}");
+    let err = "resnet9".parse::<BackboneKind>().unwrap_err();
     assert!(err.to_string().contains("resnet9"), "{err}");
     let err = DetrConfig::new()
         .with_hidden_dim(250)
         .init::<B>(&Default::default())
         .unwrap_err();
     assert!(err.to_string().contains("nheads"), "{err}");
+    let err =
+        DetrConfig::from_json_str(r#"{"num_queries": 5, "backbone_norm": "batch"}"#).unwrap_err();
+    assert!(err.to_string().contains("batch"), "{err}");
+    assert!(err.to_string().contains("`backbone_norm`"), "{err}");
+    let err = "batch".parse::<BackboneNormKind>().unwrap_err();
+    assert!(err.to_string().contains("batch"), "{err}");
     let err = DetrConfig::new()
-        .with_backbone_norm("batch".into())
+        .with_backbone(BackboneKind::Resnet18)
+        .with_dilation(true)
         .init::<B>(&Default::default())
         .unwrap_err();
-    assert!(err.to_string().contains("batch"), "{err}");
+    assert!(err.to_string().contains("dilation"), "{err}");
     let err = DetrConfig::preset("r18").unwrap_err();
     assert!(err.to_string().contains("r18"), "{err}");
 }
 
 #[test]
+fn kinds_are_written_with_the_original_names_and_read_with_their_aliases() {
+    let cfg = DetrConfig::from_json_str(
+        r#"{"backbone": "resnet101", "backbone_norm": "gn", "position_embedding": "v3"}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.backbone, BackboneKind::Resnet101);
+    assert_eq!(cfg.backbone_norm, BackboneNormKind::Group);
+    assert_eq!(cfg.position_embedding, PositionEmbeddingKind::Learned);
+    let cfg =
+        DetrConfig::from_json_str(r#"{"backbone_norm": "frozen_bn", "position_embedding": "v2"}"#)
+            .unwrap();
+    assert_eq!(cfg.backbone_norm, BackboneNormKind::Frozen);
+    assert_eq!(cfg.position_embedding, PositionEmbeddingKind::Sine);
+    let written = serde_json::to_value(DetrConfig::preset("tiny").unwrap()).unwrap();
+    assert_eq!(written["backbone"], "resnet18");
+    assert_eq!(written["backbone_norm"], "group");
+    assert_eq!(written["position_embedding"], "sine");
+    for (name, kind) in [
+        ("sine", PositionEmbeddingKind::Sine),
+        ("v3", PositionEmbeddingKind::Learned),
+    ] {
+        assert_eq!(name.parse::<PositionEmbeddingKind>().unwrap(), kind);
+    }
+    assert_eq!(BackboneKind::Resnet34.to_string(), "resnet34");
+}
+
+#[test]
 fn json_configs_without_newer_options_load_with_their_defaults() {
     let cfg = DetrConfig::from_json_str(r#"{"backbone": "resnet18", "num_classes": 7}"#).unwrap();
-    assert_eq!(cfg.backbone, "resnet18");
+    assert_eq!(cfg.backbone, BackboneKind::Resnet18);
     assert_eq!(cfg.num_classes, 7);
-    assert_eq!(cfg.backbone_norm, "frozen");
+    assert_eq!(cfg.backbone_norm, BackboneNormKind::Frozen);
     assert!(!cfg.train_stem_and_layer1);
     let err = DetrConfig::from_json_str(r#"{"backbone_depth": 5}"#).unwrap_err();
     assert!(err.to_string().contains("backbone_depth"), "{err}");

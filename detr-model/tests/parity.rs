@@ -111,7 +111,7 @@ fn official_pth_hf_safetensors_and_native_record_agree() {
             std::process::id()
         ));
         let record = dir.join("model.mpk");
-        save_record(&pth, &record).unwrap();
+        save_record(&pth, &config(name), &record).unwrap();
         let native = load::<B>(name, record.to_str().unwrap(), WeightFormat::Burn, &device);
         let _ = std::fs::remove_dir_all(&dir);
         for k in 0..2 {

@@ -45,7 +45,7 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
         .with_num_classes(num_classes);
     // Optional overrides: --norm frozen|group, --train-stem true|false, --width N, --queries N,
     // --dropout P.
-    cfg.backbone_norm = arg("--norm", cfg.backbone_norm.clone());
+    cfg.backbone_norm = arg("--norm", cfg.backbone_norm);
     cfg.train_stem_and_layer1 = arg("--train-stem", cfg.train_stem_and_layer1);
     cfg.backbone_width = arg("--width", cfg.backbone_width);
     cfg.num_queries = arg("--queries", cfg.num_queries);

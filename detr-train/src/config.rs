@@ -364,13 +364,13 @@ impl TrainConfig {
     pub fn model_config(&self, num_classes: usize) -> Result<DetrConfig, TrainError> {
         let mut c = DetrConfig::preset(&self.preset)?;
         if let Some(v) = &self.backbone {
-            c.backbone = v.clone();
+            c.backbone = detr_model::BackboneKind::parse(v)?;
         }
         if let Some(v) = self.backbone_width {
             c.backbone_width = v;
         }
         if let Some(v) = &self.backbone_norm {
-            c.backbone_norm = v.clone();
+            c.backbone_norm = detr_model::BackboneNormKind::parse(v)?;
         }
         if let Some(v) = self.train_stem_and_layer1 {
             c.train_stem_and_layer1 = v;
@@ -379,7 +379,7 @@ impl TrainConfig {
             c.dilation = v;
         }
         if let Some(v) = &self.position_embedding {
-            c.position_embedding = v.clone();
+            c.position_embedding = detr_model::PositionEmbeddingKind::parse(v)?;
         }
         if let Some(v) = self.enc_layers {
             c.enc_layers = v;

@@ -380,7 +380,8 @@ pub fn run<B: AutodiffBackend>(
             fmt_secs(remaining)
         );
     }
-    detr_model::weights::save_record(&trainer.model, &out.join("model.mpk"))?;
+    let model_config = cfg.model_config(num_classes)?;
+    detr_model::weights::save_record(&trainer.model, &model_config, &out.join("model.mpk"))?;
     write_pictures(&cfg, &trainer, &val_pictures)?;
     Ok(RunSummary {
         coco_stats: last_stats,

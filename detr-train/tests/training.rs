@@ -354,7 +354,7 @@ fn pretrained_with_another_class_count_loads_all_but_the_class_head() {
         &device,
     )
     .unwrap();
-    detr_model::weights::save_record(&src, &path).unwrap();
+    detr_model::weights::save_record(&src, &config().model_config(6).unwrap(), &path).unwrap();
     let cfg = TrainConfig {
         pretrained: Some(path),
         seed: 2,

@@ -14,12 +14,16 @@ use burn::tensor::{backend::Backend, Tensor};
 use super::frozen_batch_norm::FrozenBatchNorm2d;
 use crate::error::ModelError;
 
-/// Which normalisation a backbone uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which normalisation a backbone uses. Serialised as `frozen` or `group` (`frozen_bn` and
+/// `gn` are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackboneNormKind {
     /// FrozenBatchNorm2d: constant statistics (the original; for pretrained backbones).
+    #[serde(alias = "frozen_bn")]
     Frozen,
     /// Trainable GroupNorm with [`group_norm_groups`] groups (for training from scratch).
+    #[serde(alias = "gn")]
     Group,
 }
 
@@ -32,6 +36,14 @@ impl BackboneNormKind {
             other => Err(ModelError::InvalidConfig(format!(
                 "unknown backbone_norm `{other}` (expected frozen or group)"
             ))),
+        }
+    }
+
+    /// The name this kind is written with (`frozen` or `group`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Frozen => "frozen",
+            Self::Group => "group",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! re-initialised tensors, by official name). With [`LoadOptions::strict`] anything but a
 //! complete load is an error; otherwise the report says what was left as initialised.
 
+pub mod container;
 pub mod keymap;
 pub mod native;
 pub mod report;
@@ -271,6 +272,7 @@ pub fn load_checkpoint<B: Backend>(
     format: WeightFormat,
     options: LoadOptions,
 ) -> Result<(Detr<B>, LoadReport), ModelError> {
+    container::check_plausible(path)?;
     let is_native = format == WeightFormat::Burn
         || (format == WeightFormat::Auto
             && path

@@ -1,4 +1,6 @@
-//! Native Burn records of a model (named MessagePack, full precision), written atomically.
+//! Native Burn records of a model (named MessagePack, full precision) in a checksummed
+//! [`container`](super::container) that also holds the model's configuration, written
+//! atomically.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,9 +10,11 @@ use burn::module::{Module, ModuleVisitor, ParamId};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::container::{self, ContainerHeader, ContainerKind};
 use super::keymap::official_layout;
 use super::report::LoadReport;
 use super::LoadOptions;
+use crate::config::DetrConfig;
 use crate::detr::Detr;
 use crate::error::ModelError;
 
@@ -43,15 +47,109 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     result.map_err(io)
 }
 
-/// Saves the model as a native Burn record at `path` (conventionally `*.mpk`), atomically.
-pub fn save_record<B: Backend>(model: &Detr<B>, path: &Path) -> Result<(), ModelError> {
-    let bytes = NativeRecorder::default()
+/// Key of the model configuration in a [`ContainerKind::Model`] file's metadata.
+pub const CONFIG_KEY: &str = "config";
+
+/// Saves the model as a native Burn record at `path` (conventionally `*.mpk`), atomically,
+/// in a [`ContainerKind::Model`] container whose metadata holds `config` under
+/// [`CONFIG_KEY`], so the file says which network it is (see [`model_config`]).
+///
+/// `config` must be the configuration the model was built with: its class and query counts
+/// are checked against the model.
+pub fn save_record<B: Backend>(
+    model: &Detr<B>,
+    config: &DetrConfig,
+    path: &Path,
+) -> Result<(), ModelError> {
+    let queries = model.query_embed.weight.dims()[0];
+    if config.num_classes != model.num_classes || config.num_queries != queries {
+        return Err(ModelError::InvalidConfig(format!(
+            "saving {}: the configuration ({} classes, {} queries) is not the model's ({} classes, {queries} queries)",
+            path.display(),
+            config.num_classes,
+            config.num_queries,
+            model.num_classes
+        )));
+    }
+    let payload = NativeRecorder::default()
         .record(model.clone().into_record(), ())
         .map_err(|e| ModelError::Record {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    write_atomic(path, &bytes)
+    let config_json = serde_json::to_value(config)
+        .map_err(|e| ModelError::InvalidConfig(format!("saving {}: {e}", path.display())))?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(CONFIG_KEY.to_string(), config_json);
+    let metadata = serde_json::Value::Object(metadata);
+    write_atomic(
+        path,
+        &container::wrap(ContainerKind::Model, metadata, &payload),
+    )
+}
+
+/// The configuration stored in a model file written by [`save_record`], reading only its
+/// header. `Ok(None)` for files that carry none (a bare record written before containers
+/// existed); an error for a file that is not one of ours, or a training checkpoint.
+pub fn model_config(path: &Path) -> Result<Option<DetrConfig>, ModelError> {
+    match container::read_header(path)? {
+        None => Ok(None),
+        Some(header) => config_of(path, &header).map(Some),
+    }
+}
+
+/// The configuration in a container's metadata (a training checkpoint's too, when it has one).
+pub fn config_of(path: &Path, header: &ContainerHeader) -> Result<DetrConfig, ModelError> {
+    let Some(value) = header.metadata.get(CONFIG_KEY) else {
+        return Err(ModelError::NotACheckpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "{} without a model configuration in its header",
+                header.kind.describe()
+            ),
+        });
+    };
+    DetrConfig::from_json_str(&value.to_string()).map_err(|e| ModelError::NotACheckpoint {
+        path: path.to_path_buf(),
+        message: format!("the model configuration in its header is not usable: {e}"),
+    })
+}
+
+/// What a bare Burn record (no container) holds: a model, or detr-train's training state
+/// (a tuple of model, optimiser and progress, serialised as a 3-element array).
+fn bare_record_kind(bytes: &[u8]) -> ContainerKind {
+    let head = &bytes[..bytes.len().min(4096)];
+    let key = b"\xa4item";
+    match head.windows(key.len()).position(|w| w == key) {
+        Some(i) if head.get(i + key.len()) == Some(&0x93) => ContainerKind::TrainingState,
+        _ => ContainerKind::Model,
+    }
+}
+
+/// The first line of a Burn recorder error, without its advice about old Burn versions
+/// (which never applies to our files).
+fn short_record_error(message: &str) -> String {
+    let first = message
+        .split("\nThe internal data format has changed")
+        .next()
+        .unwrap_or(message)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if first.chars().count() > 200 {
+        first.chars().take(200).collect::<String>() + "…"
+    } else {
+        first
+    }
+}
+
+/// The message for a training checkpoint given where a model is expected.
+pub fn training_checkpoint_message() -> String {
+    "a detr-train training checkpoint (model, optimiser and progress, to resume a run), \
+     not a model file: pass the run's `model.mpk` (written next to it), or resume training \
+     from it with `detr-train --resume`"
+        .into()
 }
 
 #[derive(Default)]
@@ -94,20 +192,59 @@ pub fn load_record<B: Backend>(
     path: &Path,
     options: LoadOptions,
 ) -> Result<(Detr<B>, LoadReport), ModelError> {
+    if path.is_dir() {
+        return Err(ModelError::NotACheckpoint {
+            path: path.to_path_buf(),
+            message: "a directory, not a model file (pass the `model.mpk` inside it)".into(),
+        });
+    }
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    let unwrapped = container::unwrap(path, &bytes)?;
+    let mut notes = Vec::new();
+    let kind = match &unwrapped.header {
+        Some(header) => header.kind,
+        None => {
+            let note = "written before model files carried a checksum: it could not be \
+                        verified (save it again to add one)";
+            tracing::warn!("{}: {note}", path.display());
+            notes.push(note.to_string());
+            bare_record_kind(unwrapped.payload)
+        }
+    };
+    if kind == ContainerKind::TrainingState {
+        return Err(ModelError::NotACheckpoint {
+            path: path.to_path_buf(),
+            message: training_checkpoint_message(),
+        });
+    }
     let device = model
         .devices()
         .into_iter()
         .next()
         .ok_or_else(|| ModelError::InvalidConfig("model has no device".into()))?;
+    let verified = unwrapped.header.is_some();
     let record: <Detr<B> as Module<B>>::Record = NativeRecorder::default()
-        .load(bytes, &device)
-        .map_err(|e| ModelError::Record {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        .load(unwrapped.payload.to_vec(), &device)
+        .map_err(|e| {
+            let detail = short_record_error(&e.to_string());
+            let message = if verified {
+                format!(
+                    "its checksum is correct but the record is not a DETR model of this \
+                     version ({detail})"
+                )
+            } else {
+                format!(
+                    "the record cannot be decoded: the file is truncated or damaged (files of \
+                     this age carry no checksum to tell which), or not a DETR model ({detail})"
+                )
+            };
+            ModelError::NotACheckpoint {
+                path: path.to_path_buf(),
+                message,
+            }
         })?;
     let mismatch = |message: String| ModelError::Mismatch {
         path: path.to_path_buf(),
@@ -205,7 +342,10 @@ pub fn load_record<B: Backend>(
             problems.join("; ")
         )));
     }
-    let mut report = LoadReport::default();
+    let mut report = LoadReport {
+        notes,
+        ..LoadReport::default()
+    };
     let official = official_layout(&loaded);
     if options.reinit_class_head {
         loaded.class_embed = fresh_class_embed;

@@ -16,6 +16,9 @@ pub struct LoadReport {
     /// Tensors deliberately skipped and left freshly initialised (e.g. the class head when
     /// fine-tuning with another class count).
     pub reinitialized: Vec<String>,
+    /// Remarks about the file that are not errors (e.g. a model file written before
+    /// checksums existed, which could not be verified).
+    pub notes: Vec<String>,
 }
 
 impl LoadReport {
@@ -61,6 +64,10 @@ impl fmt::Display for LoadReport {
             .map(|(n, m, c)| format!("{n}: model {m:?}, checkpoint {c:?}"))
             .collect();
         list(f, "shape mismatch", &mismatched)?;
-        list(f, "re-initialised", &self.reinitialized)
+        list(f, "re-initialised", &self.reinitialized)?;
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
+        }
+        Ok(())
     }
 }
