@@ -6,6 +6,7 @@ two parameter groups (backbone 1e-5, the rest 1e-4, weight decay 1e-4), the same
 
     python tools/bench_train_step.py --preset r50 --size 512 --batch 2
     python tools/bench_train_step.py --preset tiny --size 128 --batch 4
+    python tools/bench_train_step.py --preset r50 --size 800 --batch 8 --device cuda
 
 The model is the independent PyTorch DETR of tools/make_model_fixture.py (the one the Rust
 model is proven against). `tiny` is detr-rs's tiny preset: ResNet-18 at width 16 with
@@ -53,8 +54,9 @@ def to_group_norm(module):
 
 def set_loss(out, targets, num_classes, eos_coef=0.1):
     logits, boxes = out["logits"], out["boxes"]  # [L, B, Q, C+1], [L, B, Q, 4]
+    dev = logits.device
     num_boxes = max(float(sum(len(l) for _, l in targets)), 1.0)
-    weight = torch.ones(num_classes + 1)
+    weight = torch.ones(num_classes + 1, device=dev)
     weight[-1] = eos_coef
     total = 0.0
     for layer in range(logits.shape[0]):
@@ -62,16 +64,16 @@ def set_loss(out, targets, num_classes, eos_coef=0.1):
         bi, qi, tb_all, tl_all = [], [], [], []
         for b, (tb, tl) in enumerate(targets):
             with torch.no_grad():
-                c = cost_matrix(lg[b].double(), bx[b].double(), tb.double(), tl).numpy()
+                c = cost_matrix(lg[b].double().cpu(), bx[b].double().cpu(), tb.double().cpu(), tl).numpy()
             rows, cols, _ = solve(c)
             for q, t in zip(rows, cols):
                 bi.append(b)
                 qi.append(int(q))
                 tb_all.append(tb[t])
                 tl_all.append(int(tl[t]))
-        target_classes = torch.full(lg.shape[:2], num_classes, dtype=torch.long)
-        bi_t, qi_t = torch.tensor(bi), torch.tensor(qi)
-        target_classes[bi_t, qi_t] = torch.tensor(tl_all)
+        target_classes = torch.full(lg.shape[:2], num_classes, dtype=torch.long, device=dev)
+        bi_t, qi_t = torch.tensor(bi, device=dev), torch.tensor(qi, device=dev)
+        target_classes[bi_t, qi_t] = torch.tensor(tl_all, device=dev)
         loss_ce = F.cross_entropy(lg.transpose(1, 2), target_classes, weight)
         src, tgt = bx[bi_t, qi_t], torch.stack(tb_all)
         loss_bbox = (src - tgt).abs().sum() / num_boxes
@@ -88,7 +90,16 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronise the GPU)")
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+
+    def now():
+        if cuda:
+            torch.cuda.synchronize(dev)
+        return time.perf_counter()
+
     torch.manual_seed(0)
     cfg = dict(TINY if args.preset == "tiny" else PRESETS["r50"])
     cfg["num_classes"] = 91
@@ -98,39 +109,46 @@ def main():
         for p in model.backbone.parameters():
             p.requires_grad_(True)
     model.train()
+    model.to(dev)
     backbone = [p for n, p in model.named_parameters() if "backbone" in n and p.requires_grad]
     rest = [p for n, p in model.named_parameters() if "backbone" not in n and p.requires_grad]
     optim = torch.optim.AdamW(
         [{"params": rest, "lr": 1e-4}, {"params": backbone, "lr": 1e-5}], weight_decay=1e-4
     )
     n, s = args.batch, args.size
-    images = torch.randn(n, 3, s, s)
-    mask = torch.zeros(n, s, s, dtype=torch.bool)
-    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.5, 0.3, 0.4], [0.5, 0.7, 0.5, 0.3]])
+    images = torch.randn(n, 3, s, s).to(dev)
+    mask = torch.zeros(n, s, s, dtype=torch.bool, device=dev)
+    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.5, 0.3, 0.4], [0.5, 0.7, 0.5, 0.3]], device=dev)
     targets = [(boxes, [1 + i % 5, 7, 18]) for i in range(n)]
     times = {k: [] for k in ("step", "forward", "loss", "backward", "optimiser")}
     for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+        t0 = now()
         out = model(images, mask)
-        t1 = time.perf_counter()
+        t1 = now()
         loss = set_loss(out, targets, cfg["num_classes"])
-        t2 = time.perf_counter()
+        t2 = now()
         optim.zero_grad()
         loss.backward()
-        t3 = time.perf_counter()
+        t3 = now()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
         optim.step()
-        t4 = time.perf_counter()
+        t4 = now()
         if step >= args.warmup:
             for k, v in zip(times, (t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[k].append(v)
     med = {k: statistics.median(v) for k, v in times.items()}
+    where = (f"{torch.cuda.get_device_name(dev)}" if cuda
+             else f"{torch.get_num_threads()} threads")
     print(
-        f"pytorch {torch.__version__} ({torch.get_num_threads()} threads) {args.preset} batch "
-        f"{n}x{s}x{s}: step {med['step']:.3f} s (forward {med['forward']:.3f}, loss "
+        f"pytorch {torch.__version__} ({where}) {args.preset} batch "
+        f"{n}x{s}x{s}: step {med['step']:.3f} s = {n / med['step']:.2f} images/s "
+        f"(forward {med['forward']:.3f}, loss "
         f"{med['loss']:.3f}, backward {med['backward']:.3f}, optimiser {med['optimiser']:.3f}); "
         f"median of {args.steps}"
     )
+    if cuda:
+        print(f"pytorch peak GPU memory: allocated {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB, "
+              f"reserved {torch.cuda.max_memory_reserved(dev) / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,31 @@
 //! The backend chosen at run time: flex and ndarray (CPU) are always built; wgpu and cuda
 //! when the crate is built with the `wgpu` / `cuda` cargo features.
+//!
+//! # GPU devices
+//!
+//! Burn's GPU runtimes (burn-wgpu, burn-cuda, both on cubecl) report a missing device by
+//! panicking, and run every device operation on a runtime thread that catches panics, logs
+//! `Task failed` and carries on. Both are turned into errors here:
+//!
+//! * [`probe_device`] runs a tiny computation on a device before any work, and turns a
+//!   missing device, driver or runtime library into [`InferError::Device`] with what the
+//!   runtime said and what to install;
+//! * [`stop_on_device_failure`] makes any later failure of a device operation (a rejected
+//!   kernel launch, say) stop the process with a clear message and exit code
+//!   [`DEVICE_FAILURE_EXIT_CODE`], instead of letting a run go on with an operation's result
+//!   missing.
+//!
+//! [`run_on`] does both for the GPU backends; binaries with their own dispatch call
+//! [`prepare_devices`].
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
 
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 
 use crate::error::{InferError, Result};
 
@@ -76,18 +97,269 @@ pub trait BackendTask {
 }
 
 /// Runs `task` on the backend `kind` (default device). Fails when the backend was not
-/// compiled into this build.
+/// compiled into this build or, for a GPU backend, when its device cannot run
+/// ([`probe_device`]); a later device failure stops the process ([`stop_on_device_failure`]).
 pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output> {
     match kind {
         BackendKind::Flex => Ok(task.run::<burn::backend::Flex>(Default::default())),
         BackendKind::Ndarray => Ok(task.run::<burn::backend::NdArray>(Default::default())),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => Ok(task.run::<burn::backend::Wgpu>(Default::default())),
+        BackendKind::Wgpu => run_on_gpu::<burn::backend::Wgpu, T>(kind, task),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => Ok(task.run::<burn::backend::Cuda>(Default::default())),
+        BackendKind::Cuda => run_on_gpu::<burn::backend::Cuda, T>(kind, task),
         #[allow(unreachable_patterns)]
-        other => Err(InferError::Config(format!(
-            "backend `{other}` is not part of this build: rebuild with `--features {other}`"
-        ))),
+        other => Err(not_compiled(other)),
+    }
+}
+
+#[allow(dead_code)] // used only with the `wgpu` or `cuda` feature
+fn run_on_gpu<B: Backend, T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output> {
+    let device = B::Device::default();
+    prepare_devices::<B>(kind, std::slice::from_ref(&device))?;
+    Ok(task.run::<B>(device))
+}
+
+/// The error for a backend this binary was built without.
+pub fn not_compiled(kind: BackendKind) -> InferError {
+    InferError::Config(format!(
+        "backend `{kind}` is not part of this build: rebuild with `--features {kind}`"
+    ))
+}
+
+/// Exit status of a process stopped by [`stop_on_device_failure`].
+pub const DEVICE_FAILURE_EXIT_CODE: i32 = 3;
+
+/// Checks every device of `devices` with [`probe_device`], then (for the GPU backends) makes
+/// a later device failure stop the process ([`stop_on_device_failure`]). Call it once, before
+/// the work, with the devices the work will use.
+pub fn prepare_devices<B: Backend>(kind: BackendKind, devices: &[B::Device]) -> Result<()> {
+    for (index, device) in devices.iter().enumerate() {
+        probe_device::<B>(kind, index, device)?;
+    }
+    if matches!(kind, BackendKind::Wgpu | BackendKind::Cuda) {
+        stop_on_device_failure(kind);
+    }
+    Ok(())
+}
+
+/// Runs a tiny computation on `device` and reads it back: a backend without a usable device
+/// (no GPU, no driver, no runtime library) gives [`InferError::Device`] naming the device
+/// and saying what the runtime reported, instead of a panic. `index` is the device's
+/// position in the user's `--devices` list, for the message.
+pub fn probe_device<B: Backend>(kind: BackendKind, index: usize, device: &B::Device) -> Result<()> {
+    install_hook();
+    *lock_capture() = Some(Vec::new());
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let t = Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], device);
+        t.sum()
+            .try_into_data()
+            .map(|d| d.convert::<f32>().to_vec::<f32>())
+    }));
+    let captured = lock_capture().take().unwrap_or_default();
+    let detail = match outcome {
+        Ok(Ok(Ok(v))) if v == [6.0] => return Ok(()),
+        Ok(Ok(Ok(v))) => format!("a test sum gave {v:?} instead of [6.0]"),
+        Ok(Ok(Err(e))) => format!("{e:?}"),
+        Ok(Err(e)) => format!("{e:?}"),
+        // The runtime's own message (often from its device thread) says more than the
+        // panic that reached this thread (a closed channel, say).
+        Err(payload) => captured
+            .iter()
+            .find(|(thread, _)| is_device_thread(thread))
+            .or_else(|| captured.first())
+            .map(|(_, msg)| msg.clone())
+            .unwrap_or_else(|| payload_message(payload.as_ref())),
+    };
+    Err(InferError::Device {
+        backend: kind,
+        device: format!("{device:?} (device {index})"),
+        detail: first_line(&detail),
+        hint: device_hint(kind),
+    })
+}
+
+/// What a user can do about a backend without a device.
+fn device_hint(kind: BackendKind) -> String {
+    match kind {
+        BackendKind::Wgpu => "wgpu needs a GPU driver: on Linux a Vulkan driver (the GPU \
+            vendor's, or Mesa's `mesa-vulkan-drivers`, whose llvmpipe runs on the CPU); \
+            `--backend flex` runs on the CPU without one"
+            .into(),
+        BackendKind::Cuda => "burn-cuda needs an NVIDIA GPU with its driver (libcuda.so) and \
+            the CUDA runtime compiler (libnvrtc.so) where the loader finds them (e.g. \
+            LD_LIBRARY_PATH); check `nvidia-smi`, or use `--backend wgpu` or `flex`"
+            .into(),
+        BackendKind::Flex | BackendKind::Ndarray => "this CPU backend should always run".into(),
+    }
+}
+
+/// From now on, a failure on one of Burn's GPU runtime threads (which the runtime catches,
+/// logs as `Task failed` and carries on from) prints a clear error and ends the process with
+/// [`DEVICE_FAILURE_EXIT_CODE`]: every result computed after it could be wrong. Checkpoints
+/// already written are kept (they are written atomically).
+pub fn stop_on_device_failure(kind: BackendKind) {
+    install_hook();
+    let _ = FATAL_BACKEND.set(kind);
+    FATAL.store(true, Ordering::SeqCst);
+}
+
+/// Records device failures ([`device_failure`]) without stopping the process: for tests and
+/// for callers that check [`device_failure`] themselves.
+pub fn record_device_failures() {
+    install_hook();
+}
+
+/// The first failure seen on a GPU runtime thread since [`stop_on_device_failure`] or
+/// [`record_device_failures`] was called, if any.
+pub fn device_failure() -> Option<String> {
+    DEVICE_FAILURE.get().cloned()
+}
+
+/// Prefix of the names of cubecl's device threads (`DSU-…`, `DSD-…`; cubecl-common 0.10,
+/// pinned through Burn =0.21.0), on which burn-wgpu and burn-cuda run device operations.
+const DEVICE_THREAD_PREFIX: &str = "DS";
+
+static HOOK: Once = Once::new();
+static FATAL: AtomicBool = AtomicBool::new(false);
+static FATAL_BACKEND: OnceLock<BackendKind> = OnceLock::new();
+static DEVICE_FAILURE: OnceLock<String> = OnceLock::new();
+/// While [`probe_device`] runs: every panic's `(thread, message)`, printed by nobody.
+#[allow(clippy::type_complexity)]
+static CAPTURE: Mutex<Option<Vec<(String, String)>>> = Mutex::new(None);
+
+fn lock_capture() -> std::sync::MutexGuard<'static, Option<Vec<(String, String)>>> {
+    CAPTURE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_device_thread(name: &str) -> bool {
+    name.starts_with(DEVICE_THREAD_PREFIX)
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim();
+    const MAX: usize = 600;
+    if line.len() > MAX {
+        let mut end = MAX;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &line[..end])
+    } else {
+        line.to_string()
+    }
+}
+
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without message".into()
+    }
+}
+
+fn install_hook() {
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("").to_string();
+            let message = payload_message(info.payload());
+            if let Some(captured) = lock_capture().as_mut() {
+                captured.push((name, message));
+                return;
+            }
+            if is_device_thread(&name) {
+                let _ = DEVICE_FAILURE.set(message.clone());
+                if FATAL.load(Ordering::SeqCst) {
+                    let backend = FATAL_BACKEND.get().map_or("GPU", |k| k.name());
+                    let at = info
+                        .location()
+                        .map(|l| format!(" (at {l})"))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "error: a {backend} device operation failed: {}{at}\n\
+                         The run is stopped: Burn's GPU runtime would carry on without this \
+                         operation's result, so every number computed after it could be \
+                         wrong. Checkpoints written before this point are intact.",
+                        first_line(&message)
+                    );
+                    std::process::exit(DEVICE_FAILURE_EXIT_CODE);
+                }
+            }
+            previous(info);
+        }));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic as burn-wgpu and burn-cuda meet it: on a runtime thread named like cubecl's,
+    /// caught there (cubecl logs `Task failed` and carries on).
+    fn panic_on_device_thread(message: &'static str) {
+        std::thread::Builder::new()
+            .name("DSD-test-0".into())
+            .spawn(move || {
+                let caught = panic::catch_unwind(|| panic!("{message}"));
+                assert!(caught.is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_working_device_passes_the_probe() {
+        probe_device::<burn::backend::Flex>(BackendKind::Flex, 0, &Default::default()).unwrap();
+        prepare_devices::<burn::backend::NdArray>(BackendKind::Ndarray, &[Default::default()])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_caught_failure_on_a_device_thread_is_recorded() {
+        record_device_failures();
+        panic_on_device_thread("wgpu error: Validation Error (test)");
+        assert_eq!(
+            device_failure().as_deref(),
+            Some("wgpu error: Validation Error (test)")
+        );
+    }
+
+    const CHILD: &str = "DETR_INFER_BACKEND_TEST_CHILD";
+
+    /// Run in a child process (the test binary itself): the failure must end the process
+    /// with [`DEVICE_FAILURE_EXIT_CODE`] and a clear message, although the runtime caught it.
+    #[test]
+    fn a_device_failure_stops_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            stop_on_device_failure(BackendKind::Wgpu);
+            panic_on_device_thread("Binding with size 18446744073709551552 (test)");
+            // Not reached: the hook exits.
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "backend::tests::a_device_failure_stops_the_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(DEVICE_FAILURE_EXIT_CODE),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("error: a wgpu device operation failed: Binding with size"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("The run is stopped"), "{stderr}");
     }
 }

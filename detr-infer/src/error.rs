@@ -46,6 +46,18 @@ pub enum InferError {
     /// An invalid option (backend, sizes, batch size, ...).
     #[error("{0}")]
     Config(String),
+    /// A GPU backend's device cannot run (no GPU, driver or runtime library).
+    #[error("backend `{backend}`: device {device} cannot run: {detail}\n({hint})")]
+    Device {
+        /// The backend.
+        backend: crate::backend::BackendKind,
+        /// The device, as the backend names it.
+        device: String,
+        /// What the runtime reported.
+        detail: String,
+        /// What the user can do.
+        hint: String,
+    },
 }
 
 impl InferError {

@@ -120,6 +120,24 @@ fn padded_batch_matches_pytorch_batch() {
     }
 }
 
+/// burn-wgpu (fused, autotuned); CI runs it on Mesa's llvmpipe. The padded batch, same
+/// tolerances as flex.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_backend_matches_pytorch_too() {
+    let fx = fixture();
+    let gpu = predictor_on::<burn::backend::Wgpu>("tiny_r18.pth", WeightFormat::DetrPth);
+    let got = gpu.predict(&images(), true);
+    for (i, p) in got.iter().enumerate() {
+        assert_matches(
+            p,
+            &fx.batched[i],
+            fx.images[i].orig_size,
+            &format!("wgpu batched {i}"),
+        );
+    }
+}
+
 #[test]
 fn ndarray_backend_matches_pytorch_too() {
     let fx = fixture();

@@ -84,6 +84,16 @@ fn ndarray_matches_pytorch() {
     check_against_torch::<burn::backend::NdArray>("tiny_r18", &Default::default());
 }
 
+/// burn-wgpu (fused, autotuned), on any Vulkan/Metal/DX12 device; CI runs it on Mesa's
+/// llvmpipe. Same fixtures and tolerance as flex.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_matches_pytorch() {
+    for name in FIXTURES {
+        check_against_torch::<burn::backend::Wgpu>(name, &Default::default());
+    }
+}
+
 #[test]
 fn official_pth_hf_safetensors_and_native_record_agree() {
     type B = burn::backend::Flex;

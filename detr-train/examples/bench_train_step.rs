@@ -1,4 +1,5 @@
-//! Times one DETR training step (forward, loss, backward, clip, AdamW) on the CPU.
+//! Times one DETR training step (forward, loss, backward, clip, AdamW): on the CPU, or on a
+//! GPU with `--backend wgpu` / `cuda` in a build with that feature (`tools/cuda_check.sh`).
 //!
 //! ```sh
 //! cargo run --release -p detr-train --example bench_train_step -- --preset r50 --size 512 --batch 2
@@ -119,9 +120,10 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
             tt.push((t4 - t0).as_secs_f64());
         }
     }
+    let step = median(&mut tt);
     println!(
-        "{preset} batch {batch}x{size}x{size}: step {:.3} s (forward {:.3}, loss {:.3}, backward {:.3}, optimiser {:.3}); median of {steps}",
-        median(&mut tt),
+        "{preset} batch {batch}x{size}x{size}: step {step:.3} s = {:.2} images/s (forward {:.3}, loss {:.3}, backward {:.3}, optimiser {:.3}); median of {steps}",
+        batch as f64 / step,
         median(&mut tf),
         median(&mut tl),
         median(&mut tb),
@@ -132,12 +134,28 @@ fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usi
 fn main() {
     let preset: String = arg("--preset", "tiny".to_string());
     let size: usize = arg("--size", 128);
-    let batch: usize = arg("--batch", 4);
+    // `--batch 2,8`: several batch sizes in one process (a GPU compiles its kernels once).
+    let batches: String = arg("--batch", "4".to_string());
+    let batches: Vec<usize> = batches
+        .split(',')
+        .map(|b| b.trim().parse().expect("--batch: sizes like 2 or 2,8"))
+        .collect();
     let steps: usize = arg("--steps", 5);
     let warmup: usize = arg("--warmup", 2);
     let backend: String = arg("--backend", "flex".to_string());
-    match backend.as_str() {
-        "ndarray" => bench::<Autodiff<NdArray>>(&preset, size, batch, steps, warmup),
-        _ => bench::<Autodiff<Flex>>(&preset, size, batch, steps, warmup),
+    for batch in batches {
+        match backend.as_str() {
+            "ndarray" => bench::<Autodiff<NdArray>>(&preset, size, batch, steps, warmup),
+            // The GPU backends need the binary built with `--features wgpu` / `cuda`.
+            #[cfg(feature = "wgpu")]
+            "wgpu" => bench::<Autodiff<burn::backend::Wgpu>>(&preset, size, batch, steps, warmup),
+            #[cfg(feature = "cuda")]
+            "cuda" => bench::<Autodiff<burn::backend::Cuda>>(&preset, size, batch, steps, warmup),
+            "flex" => bench::<Autodiff<Flex>>(&preset, size, batch, steps, warmup),
+            other => {
+                eprintln!("backend `{other}` is not part of this build");
+                std::process::exit(2)
+            }
+        }
     }
 }

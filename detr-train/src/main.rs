@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use detr_infer::backend::BackendKind;
 use detr_train::config::TrainConfig;
 use detr_train::run::{run, RunSummary};
 use detr_train::TrainError;
@@ -317,6 +318,18 @@ fn overlay(args: &Args, mut cfg: TrainConfig) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
+/// A GPU backend's devices can run (a clear error otherwise), and a later device failure
+/// stops the run instead of letting it continue on wrong numbers (see
+/// `detr_infer::backend`).
+#[allow(dead_code)] // used only with the `wgpu` or `cuda` feature
+fn gpu_ready<B: burn::tensor::backend::Backend>(
+    kind: BackendKind,
+    devices: &[B::Device],
+) -> Result<(), TrainError> {
+    detr_infer::backend::prepare_devices::<B>(kind, devices)
+        .map_err(|e| TrainError::Config(e.to_string()))
+}
+
 fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
     use burn::backend::Autodiff;
     let devices = cfg.devices.clone();
@@ -340,7 +353,8 @@ fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
                         burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
                     }
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            gpu_ready::<burn::backend::Wgpu>(BackendKind::Wgpu, &devices)?;
             run::<Autodiff<burn::backend::Wgpu>>(cfg, devices)
         }
         #[cfg(feature = "cuda")]
@@ -348,7 +362,8 @@ fn dispatch(cfg: TrainConfig) -> Result<RunSummary, TrainError> {
             let devices = devices
                 .iter()
                 .map(|&i| burn::backend::cuda::CudaDevice::new(i))
-                .collect();
+                .collect::<Vec<_>>();
+            gpu_ready::<burn::backend::Cuda>(BackendKind::Cuda, &devices)?;
             run::<Autodiff<burn::backend::Cuda>>(cfg, devices)
         }
         other => Err(TrainError::Config(format!(

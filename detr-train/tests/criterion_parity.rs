@@ -255,6 +255,13 @@ fn parity_autodiff_ndarray() {
     run_parity::<Autodiff<NdArray>>(&Default::default());
 }
 
+/// burn-wgpu (fused, autotuned); CI runs it on Mesa's llvmpipe. Same tolerances.
+#[cfg(feature = "wgpu")]
+#[test]
+fn parity_autodiff_wgpu() {
+    run_parity::<Autodiff<burn::backend::Wgpu>>(&Default::default());
+}
+
 /// Forward only on the plain (non-autodiff) backend: losses and indices.
 #[test]
 fn parity_forward_flex() {
