@@ -196,10 +196,7 @@ pub fn train_val_splits(
         }),
     };
     let (t, v) = layout.unwrap_or_default().default_split_names();
-    (
-        train.unwrap_or(t).to_string(),
-        val.unwrap_or(v).to_string(),
-    )
+    (train.unwrap_or(t).to_string(), val.unwrap_or(v).to_string())
 }
 
 /// The image folder and annotation file of one split.

@@ -463,7 +463,12 @@ pub fn hf_to_official(name: &str) -> Option<HfTarget> {
                 .and_then(|tv| whole(format!("backbone.0.body.{tv}"))),
         };
     }
-    if let Some(rest) = name.strip_prefix("model.backbone.position_embedding.") {
+    // transformers 5 writes learned positions under `model.position_embedding.`, earlier
+    // versions under `model.backbone.position_embedding.`.
+    if let Some(rest) = name
+        .strip_prefix("model.position_embedding.")
+        .or_else(|| name.strip_prefix("model.backbone.position_embedding."))
+    {
         let rest = rest
             .replace("row_embeddings", "row_embed")
             .replace("column_embeddings", "col_embed");
@@ -555,7 +560,7 @@ pub fn official_to_hf(name: &str, backbone: HfBackbone) -> Option<HfName> {
         let rest = rest
             .replace("row_embed", "row_embeddings")
             .replace("col_embed", "column_embeddings");
-        return whole(format!("model.backbone.position_embedding.{rest}"));
+        return whole(format!("model.position_embedding.{rest}"));
     }
     let prefixes = [
         ("input_proj.", "model.input_projection."),
