@@ -27,7 +27,7 @@ pub use batcher::{DetectionTarget, DetrBatch};
 pub use coco::{CocoAnnotation, CocoCategory, CocoFile, CocoImage};
 pub use dataset::{CocoDetection, ImageRecord, ItemSource, OpenOptions};
 pub use error::DatasetError;
-pub use layout::{Layout, SplitPaths};
+pub use layout::{find_splits, train_val_splits, FoundSplit, Layout, SplitPaths};
 pub use loader::{DetrDataLoader, LoaderConfig};
 pub use rng::SeedRng;
 pub use synthetic::{generate, ImageFormat, SyntheticDataset, SyntheticOptions, SHAPE_NAMES};

@@ -91,7 +91,7 @@ fn generator_is_deterministic_and_valid() {
     let o2 = SyntheticOptions {
         seed: 43,
         format: ImageFormat::Jpeg { quality: 90 },
-        ..small_options(Layout::Seed)
+        ..small_options(Layout::ImagesDir)
     };
     let dc = generate(c.path(), &o2).unwrap();
     assert_eq!(
@@ -114,7 +114,7 @@ fn generator_is_deterministic_and_valid() {
 #[test]
 fn boxes_round_trip_through_the_loader() {
     let t = TempDir::new("rt-val");
-    let d = generate(t.path(), &small_options(Layout::Seed)).unwrap();
+    let d = generate(t.path(), &small_options(Layout::ImagesDir)).unwrap();
     let coco = CocoFile::load(&d.val().annotation_file).unwrap();
     // No resizing: normalised boxes times the image size give back the JSON boxes.
     let ds = CocoDetection::open(d.val(), Pipeline::identity(), &OpenOptions::default()).unwrap();

@@ -16,7 +16,7 @@ fn write_png(path: &Path, w: u32, h: u32) {
 
 /// A seed-layout split `bad` with two 20x10 images and the given JSON text.
 fn dataset(dir: &Path, json: &str) -> SplitPaths {
-    let paths = Layout::Seed.split_paths(dir, "bad");
+    let paths = Layout::ImagesDir.split_paths(dir, "bad");
     std::fs::create_dir_all(&paths.images_dir).unwrap();
     std::fs::create_dir_all(paths.annotation_file.parent().unwrap()).unwrap();
     write_png(&paths.images_dir.join("a.png"), 20, 10);
@@ -59,7 +59,7 @@ fn good_dataset_opens() {
     assert_eq!(item.target.labels, vec![3]);
     assert_eq!(
         Layout::detect(t.path(), "bad").unwrap(),
-        Layout::Seed,
+        Layout::ImagesDir,
         "layout detection"
     );
 }

@@ -10,13 +10,14 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Dataset folder (standard layout: `train2017/`, `annotations/instances_train2017.json`;
-    /// seed layout: `images/train2023/`, `annotations/train2023.json`).
+    /// images-dir layout: `images/train2023/`, `annotations/train2023.json`; Roboflow's COCO
+    /// export: `train/_annotations.coco.json` with the images beside it).
     #[arg(required_unless_present = "annotations")]
     pub root: Option<PathBuf>,
     /// Split to check (repeatable). Default: every split of the layout's default names found.
     #[arg(long = "split")]
     pub splits: Vec<String>,
-    /// Folder layout: `standard` or `seed` (detected when omitted).
+    /// Folder layout: `standard`, `images-dir` or `roboflow` (detected when omitted).
     #[arg(long)]
     pub layout: Option<String>,
     /// An annotation file to check instead of a dataset folder (with `--images`).
@@ -110,24 +111,15 @@ fn split_targets(args: &CheckArgs) -> Result<Vec<(String, SplitPaths)>> {
             .map(|s| Ok((s.clone(), SplitPaths::resolve(root, s, layout)?)))
             .collect();
     }
-    let layouts = match layout {
-        Some(l) => vec![l],
-        None => vec![Layout::Standard, Layout::Seed],
-    };
-    let mut found = Vec::new();
-    for l in layouts {
-        let (t, v) = l.default_split_names();
-        for s in [t, v] {
-            let p = l.split_paths(root, s);
-            if p.annotation_file.is_file() {
-                found.push((s.to_string(), p));
-            }
-        }
-    }
+    let found: Vec<(String, SplitPaths)> = datasets::find_splits(root, layout)
+        .into_iter()
+        .map(|s| (s.name, s.paths))
+        .collect();
     if found.is_empty() {
         bail!(
-            "{}: no split found (looked for annotations/instances_{{train,val}}2017.json and \
-             annotations/{{train,val}}2023.json); name one with --split",
+            "{}: no split found (looked for annotations/instances_{{train,val,test}}2017.json, \
+             annotations/{{train,val,test}}2023.json and {{train,valid,test}}/_annotations.coco.json); \
+             name one with --split",
             root.display()
         );
     }

@@ -20,13 +20,14 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Dataset root: `<root>/<split>/` and `<root>/annotations/instances_<split>.json`
-    /// (or the seed layout `images/<split>/`, `annotations/<split>.json`).
+    /// (or `images/<split>/`, `annotations/<split>.json`; or Roboflow's
+    /// `<split>/_annotations.coco.json`).
     #[arg(long = "coco_path", alias = "coco-path", value_name = "DIR")]
     pub coco_path: PathBuf,
     /// Split to evaluate.
     #[arg(long, default_value = "val2017")]
     pub split: String,
-    /// Folder layout: standard or seed (default: detected).
+    /// Folder layout: standard, images-dir or roboflow (default: detected).
     #[arg(long)]
     pub layout: Option<String>,
     /// Images per forward pass. 1 (the default) avoids padding between images, which

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod check_cmd;
 mod eval_cmd;
 mod evaluate_cmd;
+mod export_cmd;
 mod predict_cmd;
 
 /// Inference, evaluation and dataset tools for DETR.
@@ -26,6 +27,8 @@ enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Run a checkpoint over a COCO split and print the 12 COCO numbers.
     Evaluate(evaluate_cmd::EvaluateArgs),
+    /// Write a checkpoint for Hugging Face transformers or PyTorch DETR (safetensors).
+    Export(export_cmd::ExportArgs),
 }
 
 fn main() -> Result<()> {
@@ -42,5 +45,6 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Predict(args) => predict_cmd::run(args),
         Command::Evaluate(args) => evaluate_cmd::run(args),
+        Command::Export(args) => export_cmd::run(args),
     }
 }

@@ -50,43 +50,69 @@ fn r50_has_the_originals_trainable_parameters_and_state_dict() {
     assert_eq!(ours, reference);
 }
 
+/// Both Hugging Face layouts (timm backbone, and transformers' own ResNet) map onto the
+/// official layout one to one, and `official_to_hf` gives back exactly the saved names.
 #[test]
-fn hf_names_map_onto_the_official_layout() {
-    use detr_model::weights::{hf_to_official, HfTarget};
-    let model = DetrConfig::preset("r50")
-        .unwrap()
-        .with_num_classes(2)
-        .init::<B>(&Default::default())
-        .unwrap();
-    let ours: BTreeMap<String, Vec<usize>> = official_layout(&model)
-        .into_iter()
-        .map(|e| (e.name, e.shape))
-        .collect();
-    let hf = reference("hf_detr_r50_timm_saved_keys.tsv");
-    let mut mapped = std::collections::BTreeSet::new();
-    for (name, shape) in &hf {
-        match hf_to_official(name) {
-            Some(HfTarget::Whole(o)) => {
-                assert_eq!(ours.get(&o), Some(shape), "{name} -> {o}");
-                mapped.insert(o);
+fn hf_names_map_onto_the_official_layout_and_back() {
+    use detr_model::weights::{hf_to_official, official_to_hf, HfBackbone, HfName, HfTarget};
+    for (file, num_classes, backbone) in [
+        ("hf_detr_r50_timm_saved_keys.tsv", 2, HfBackbone::Timm),
+        (
+            "hf_detr_r50_no_timm_saved_keys.tsv",
+            91,
+            HfBackbone::Transformers,
+        ),
+    ] {
+        let model = DetrConfig::preset("r50")
+            .unwrap()
+            .with_num_classes(num_classes)
+            .init::<B>(&Default::default())
+            .unwrap();
+        let ours: BTreeMap<String, Vec<usize>> = official_layout(&model)
+            .into_iter()
+            .map(|e| (e.name, e.shape))
+            .collect();
+        let hf = reference(file);
+        assert_eq!(
+            HfBackbone::detect(hf.keys().map(String::as_str)),
+            Ok(Some(backbone)),
+            "{file}"
+        );
+        let mut mapped = std::collections::BTreeSet::new();
+        for (name, shape) in &hf {
+            match hf_to_official(name) {
+                Some(HfTarget::Whole(o)) => {
+                    assert_eq!(ours.get(&o), Some(shape), "{name} -> {o}");
+                    mapped.insert(o);
+                }
+                Some(HfTarget::Packed { name: o, part }) => {
+                    assert!(part < 3);
+                    assert_eq!(
+                        ours.get(&o).map(|s| s[0]),
+                        Some(3 * shape[0]),
+                        "{name} -> {o}"
+                    );
+                    mapped.insert(o);
+                }
+                None => assert!(
+                    name.ends_with("num_batches_tracked"),
+                    "{file}: unmapped HF key {name}"
+                ),
             }
-            Some(HfTarget::Packed { name: o, part }) => {
-                assert!(part < 3);
-                assert_eq!(
-                    ours.get(&o).map(|s| s[0]),
-                    Some(3 * shape[0]),
-                    "{name} -> {o}"
-                );
-                mapped.insert(o);
-            }
-            None => assert!(
-                name.ends_with("num_batches_tracked"),
-                "unmapped HF key {name}"
-            ),
         }
+        let all: std::collections::BTreeSet<String> = ours.keys().cloned().collect();
+        assert_eq!(mapped, all, "{file}");
+        let mut back = std::collections::BTreeSet::new();
+        for name in ours.keys() {
+            match official_to_hf(name, backbone) {
+                Some(HfName::Whole(n)) => assert!(back.insert(n)),
+                Some(HfName::Split(ns)) => ns.into_iter().for_each(|n| assert!(back.insert(n))),
+                None => panic!("{name} has no HF name"),
+            }
+        }
+        let saved: std::collections::BTreeSet<String> = hf.keys().cloned().collect();
+        assert_eq!(back, saved, "{file}");
     }
-    let all: std::collections::BTreeSet<String> = ours.keys().cloned().collect();
-    assert_eq!(mapped, all);
 }
 
 #[test]

@@ -52,10 +52,10 @@ pub struct Splits {
 }
 
 fn split_names(cfg: &TrainConfig) -> (String, String) {
-    let (t, v) = Layout::Standard.default_split_names();
-    (
-        cfg.train_split.clone().unwrap_or_else(|| t.into()),
-        cfg.val_split.clone().unwrap_or_else(|| v.into()),
+    datasets::train_val_splits(
+        &cfg.coco_path,
+        cfg.train_split.as_deref(),
+        cfg.val_split.as_deref(),
     )
 }
 
@@ -65,11 +65,9 @@ pub fn ensure_synthetic(cfg: &TrainConfig) -> Result<(), TrainError> {
         return Ok(());
     }
     let (train, val) = split_names(cfg);
-    let present = [&train, &val].iter().all(|s| {
-        [Layout::Standard, Layout::Seed]
-            .iter()
-            .any(|l| l.split_paths(&cfg.coco_path, s).annotation_file.is_file())
-    });
+    let present = [&train, &val]
+        .iter()
+        .all(|s| Layout::detect(&cfg.coco_path, s).is_ok());
     if present {
         return Ok(());
     }

@@ -1,11 +1,14 @@
-//! Loading and saving DETR weights: the official DETR `.pth`, Hugging Face safetensors, a
-//! torchvision ResNet `.pth` (backbone only), and native Burn records.
+//! Loading and saving DETR weights: the official DETR `.pth`, Hugging Face safetensors (timm or
+//! transformers' ResNet backbone naming, told apart by the names), a torchvision ResNet `.pth`
+//! (backbone only), and native Burn records; exports to Hugging Face transformers and to the
+//! official state dict ([`export`]).
 //!
 //! Every load returns a [`LoadReport`] (loaded, missing, unexpected, shape-mismatched and
 //! re-initialised tensors, by official name). With [`LoadOptions::strict`] anything but a
 //! complete load is an error; otherwise the report says what was left as initialised.
 
 pub mod container;
+pub mod export;
 pub mod keymap;
 pub mod native;
 pub mod report;
@@ -19,8 +22,13 @@ use burn::tensor::backend::Backend;
 use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
+pub use export::{
+    check_hf_representable, detr_config_from_hf, export_hf, export_official, hf_config_json, to_hf,
+    ExportSummary,
+};
 pub use keymap::{
-    hf_to_official, official_layout, torchvision_to_official, HfTarget, OfficialEntry, Transform,
+    hf_to_official, official_layout, official_to_hf, torchvision_to_official, HfBackbone, HfName,
+    HfTarget, OfficialEntry, Transform,
 };
 pub use native::{load_record, save_record};
 pub use report::LoadReport;
@@ -94,6 +102,16 @@ pub fn read_official(
         WeightFormat::Burn => Err(ModelError::InvalidConfig(
             "native Burn records are loaded with `load_record`, not as a tensor map".into(),
         )),
+        // A safetensors container holds Hugging Face names, or official ones (written by
+        // `export_official`): the names tell.
+        WeightFormat::HfSafetensors | WeightFormat::DetrPth if ext == "safetensors" => {
+            let raw = sources::read_safetensors(path)?;
+            if looks_official(&raw) && !raw.keys().any(|k| k.starts_with("model.")) {
+                return Ok((raw, WeightFormat::DetrPth, Vec::new()));
+            }
+            let (map, unexpected) = hf_map_to_official(path, raw)?;
+            Ok((map, WeightFormat::HfSafetensors, unexpected))
+        }
         WeightFormat::HfSafetensors => {
             let raw = sources::read_safetensors(path)?;
             let (map, unexpected) = hf_map_to_official(path, raw)?;
@@ -101,9 +119,7 @@ pub fn read_official(
         }
         WeightFormat::DetrPth | WeightFormat::TorchvisionPth | WeightFormat::Auto => {
             let raw = sources::read_pth(path, Some("model"))?;
-            let looks_detr = raw
-                .keys()
-                .any(|k| k.starts_with("backbone.0.body.") || k.starts_with("transformer."));
+            let looks_detr = looks_official(&raw);
             let looks_resnet =
                 raw.contains_key("conv1.weight") && raw.keys().any(|k| k.starts_with("layer1."));
             let format = match format {
@@ -140,7 +156,25 @@ pub fn read_official(
     }
 }
 
+/// Whether tensor names are the official DETR state dict's.
+fn looks_official(raw: &TensorMap) -> bool {
+    raw.keys()
+        .any(|k| k.starts_with("backbone.0.body.") || k.starts_with("transformer."))
+}
+
 fn hf_map_to_official(path: &Path, raw: TensorMap) -> Result<(TensorMap, Vec<String>), ModelError> {
+    let naming = HfBackbone::detect(raw.keys().map(String::as_str)).map_err(|message| {
+        ModelError::Mismatch {
+            path: path.to_path_buf(),
+            message,
+        }
+    })?;
+    if let Some(naming) = naming {
+        tracing::debug!(
+            "{}: Hugging Face layout, {naming:?} backbone naming",
+            path.display()
+        );
+    }
     let mut map = TensorMap::new();
     let mut packed: BTreeMap<String, [Option<TensorData>; 3]> = BTreeMap::new();
     let mut unexpected = Vec::new();
