@@ -92,7 +92,7 @@ fn check<B: Backend>(dir: &std::path::Path) -> f32 {
     let device = Default::default();
     let mut worst = 0f32;
     let cfg = DetrConfig::from_json_file(&dir.join("r50.json")).expect("r50.json");
-    let io = read(&dir);
+    let io = read(dir);
     let (img, ishape, _) = &io["images_0"];
     let (m, mshape, _) = &io["mask_0"];
     for file in ["r50.pth", "r50_hf.safetensors"] {
