@@ -138,10 +138,11 @@ fn without_position(msg: &str) -> &str {
     }
 }
 
-/// Parses a results array from JSON bytes, with correctly rounded numbers (as Python's
-/// `json` reads them). Errors name the entry index and the position.
-pub fn parse_results(bytes: &[u8]) -> Result<Vec<CocoDetection>, crate::coco_eval::json::Error> {
-    crate::coco_eval::json::from_slice::<ResultsList>(bytes).map(|l| l.0)
+/// Parses a results array from JSON bytes, with correctly rounded numbers (serde_json's
+/// `float_roundtrip`, as Python's `json` reads them). Errors name the entry index and the
+/// position.
+pub fn parse_results(bytes: &[u8]) -> Result<Vec<CocoDetection>, serde_json::Error> {
+    serde_json::from_slice::<ResultsList>(bytes).map(|l| l.0)
 }
 
 /// Reads a COCO results file.

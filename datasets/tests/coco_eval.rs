@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use datasets::coco_eval::{
-    evaluate, json, params, read_ground_truth, CocoEvalError, CocoEvaluator, CocoGroundTruth,
+    evaluate, params, read_ground_truth, CocoEvalError, CocoEvaluator, CocoGroundTruth,
     EvalParams,
 };
 use datasets::results::{read_results, write_results, CocoDetection, ImageDetections};
@@ -20,11 +20,12 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coco_eval")
 }
 
-/// Reads JSON with correctly rounded numbers (serde_json's default parser can be one ulp off
-/// on 17-digit numbers such as numpy's 0.41000000000000003).
+/// Reads JSON with correctly rounded numbers (the workspace enables serde_json's
+/// `float_roundtrip`; its default parser can be one ulp off on 17-digit numbers such as
+/// numpy's 0.41000000000000003).
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn read_gt(path: &Path) -> CocoFile {
@@ -110,6 +111,25 @@ fn check_case(name: &str) -> f64 {
     assert_eq!(s.summary_lines(), lines, "{name}: printed summary");
     eprintln!("{name}: stats {:?}, max |diff| {max_diff:e}", s.stats);
     max_diff
+}
+
+/// Results and ground truth are read with serde_json, which is correctly rounded only with its
+/// `float_roundtrip` feature (enabled in the workspace's Cargo.toml). Without it numpy's
+/// `0.41000000000000003` (a score pycocotools reads exactly) comes back as `0.41`.
+#[test]
+fn json_numbers_are_read_correctly_rounded() {
+    for text in ["0.41000000000000003", "123.45678901234567", "5e-324", "0.1"] {
+        let exact: f64 = text.parse().unwrap();
+        let read: f64 = serde_json::from_str(text).unwrap();
+        assert_eq!(read.to_bits(), exact.to_bits(), "{text}");
+    }
+    let results = datasets::results::parse_results(
+        br#"[{"image_id":1,"category_id":2,"bbox":[0.41000000000000003,1,2,3],"score":0.41000000000000003}]"#,
+    )
+    .unwrap();
+    let exact: f64 = "0.41000000000000003".parse().unwrap();
+    assert_eq!(results[0].score.to_bits(), exact.to_bits());
+    assert_eq!(results[0].bbox[0].to_bits(), exact.to_bits());
 }
 
 #[test]

@@ -43,7 +43,6 @@
 //! ```
 
 mod accumulate;
-pub mod json;
 mod matching;
 pub mod params;
 mod summary;
@@ -476,7 +475,8 @@ impl CocoGroundTruth {
 }
 
 /// Reads a COCO ground-truth file into the [`CocoFile`] model with correctly rounded numbers
-/// (see [`json`]); `segmentation`, `info` and `licenses` are skipped without being built.
+/// (serde_json's `float_roundtrip`, as Python's `json` reads them); `segmentation`, `info` and
+/// `licenses` are skipped without being built.
 pub fn read_ground_truth(path: impl AsRef<Path>) -> Result<CocoFile, CocoEvalError> {
     let path = path.as_ref();
     let read_err = |message: String| CocoEvalError::Read {
@@ -484,7 +484,7 @@ pub fn read_ground_truth(path: impl AsRef<Path>) -> Result<CocoFile, CocoEvalErr
         message,
     };
     let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-    json::from_slice(&bytes).map_err(|e| read_err(e.to_string()))
+    serde_json::from_slice(&bytes).map_err(|e| read_err(e.to_string()))
 }
 
 /// Evaluates a results list against a COCO ground truth with all of its images and
