@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p datasets --example make_synthetic -- OUT_DIR [--train 512] [--val 64]
-//!     [--seed 0] [--layout standard|seed] [--min-size 128] [--max-size 192]
+//!     [--seed 0] [--layout standard|images-dir|roboflow] [--min-size 128] [--max-size 192]
 //!     [--max-objects 4] [--jpeg QUALITY]
 //! ```
 
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--train" => o.train_images = val()?.parse()?,
             "--val" => o.val_images = val()?.parse()?,
             "--seed" => o.seed = val()?.parse()?,
-            "--layout" => o.layout = Layout::parse(&val()?)?,
+            "--layout" => o.layout = val()?.parse::<Layout>()?,
             "--min-size" => o.min_image_size = val()?.parse()?,
             "--max-size" => o.max_image_size = val()?.parse()?,
             "--max-objects" => o.max_objects = val()?.parse()?,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use clap::ValueEnum;
+
 /// An error while reading, validating or loading a COCO-format dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -142,4 +144,30 @@ impl DatasetError {
             source,
         }
     }
+}
+
+/// Writes the name a command line gives `value` (its clap [`ValueEnum`] name), for `Display`.
+pub(crate) fn write_value_name<E: ValueEnum>(
+    value: &E,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    match value.to_possible_value() {
+        Some(v) => f.write_str(v.get_name()),
+        None => Ok(()),
+    }
+}
+
+/// Parses one of `E`'s names or aliases (any case); the error names `what` and lists the names.
+pub(crate) fn parse_value<E: ValueEnum>(what: &str, given: &str) -> Result<E> {
+    E::from_str(given, true).map_err(|_| {
+        let names: Vec<String> = E::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| format!("`{}`", v.get_name()))
+            .collect();
+        DatasetError::Config(format!(
+            "unknown {what} `{given}` (expected {})",
+            names.join(", ")
+        ))
+    })
 }

@@ -12,17 +12,24 @@
 //! validation splits of a folder, and [`find_splits`] every split under its layout's usual
 //! names: `detr-train` and `detr-infer check` both go through them.
 
-use crate::error::{DatasetError, Result};
+use crate::error::{parse_value, write_value_name, DatasetError, Result};
+use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 
 /// The folder layout of a COCO-format dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+///
+/// Named `standard` (alias `coco`), `images-dir` (aliases `images_dir` and `seed`, its former
+/// name) and `roboflow` on command lines ([`ValueEnum`]) and by [`FromStr`](std::str::FromStr)
+/// and [`Display`](std::fmt::Display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, ValueEnum)]
 pub enum Layout {
     /// COCO's own: `<split>/` and `annotations/instances_<split>.json`.
     #[default]
+    #[value(alias = "coco")]
     Standard,
     /// An `images/` folder of splits beside an `annotations/` folder: `images/<split>/` and
     /// `annotations/<split>.json`.
+    #[value(alias = "images_dir", alias = "seed")]
     ImagesDir,
     /// Roboflow's COCO export: `<split>/_annotations.coco.json` with the images beside it;
     /// splits `train`, `valid`, `test`.
@@ -35,27 +42,6 @@ pub const ROBOFLOW_ANNOTATIONS: &str = "_annotations.coco.json";
 impl Layout {
     /// Every layout, in the order detection tries them.
     pub const ALL: [Layout; 3] = [Layout::Standard, Layout::ImagesDir, Layout::Roboflow];
-
-    /// Parses `standard` (or `coco`), `images-dir` (or `seed`, its former name) or `roboflow`.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "standard" | "coco" => Ok(Layout::Standard),
-            "images-dir" | "images_dir" | "seed" => Ok(Layout::ImagesDir),
-            "roboflow" => Ok(Layout::Roboflow),
-            other => Err(DatasetError::Config(format!(
-                "unknown dataset layout `{other}` (expected `standard`, `images-dir` or `roboflow`)"
-            ))),
-        }
-    }
-
-    /// The name [`Layout::parse`] reads.
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::Standard => "standard",
-            Layout::ImagesDir => "images-dir",
-            Layout::Roboflow => "roboflow",
-        }
-    }
 
     /// The default `(train, val)` split names: `train2017`/`val2017` (standard),
     /// `train2023`/`val2023` (images-dir) or `train`/`valid` (Roboflow).
@@ -116,7 +102,7 @@ impl Layout {
         }
         let looked: Vec<String> = Layout::ALL
             .iter()
-            .map(|l| format!("{} ({} layout)", l.annotation_pattern(split), l.name()))
+            .map(|l| format!("{} ({l} layout)", l.annotation_pattern(split)))
             .collect();
         Err(DatasetError::Layout {
             path: root.to_path_buf(),
@@ -130,14 +116,14 @@ impl Layout {
 
 impl std::fmt::Display for Layout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        write_value_name(self, f)
     }
 }
 
 impl std::str::FromStr for Layout {
     type Err = DatasetError;
     fn from_str(s: &str) -> Result<Self> {
-        Self::parse(s)
+        parse_value("dataset layout", s)
     }
 }
 
@@ -263,18 +249,26 @@ mod tests {
             s.annotation_file,
             PathBuf::from("/d/valid/_annotations.coco.json")
         );
-        assert_eq!(Layout::parse("SEED").unwrap(), Layout::ImagesDir);
+        assert_eq!("SEED".parse::<Layout>().unwrap(), Layout::ImagesDir);
+        assert_eq!("coco".parse::<Layout>().unwrap(), Layout::Standard);
         assert_eq!("roboflow".parse::<Layout>().unwrap(), Layout::Roboflow);
         for l in Layout::ALL {
-            assert_eq!(Layout::parse(l.name()).unwrap(), l);
+            assert_eq!(l.to_string().parse::<Layout>().unwrap(), l);
         }
-        assert!(Layout::parse("x").is_err());
+        assert_eq!(Layout::ImagesDir.to_string(), "images-dir");
+        let err = "x".parse::<Layout>().unwrap_err().to_string();
+        assert!(
+            err.contains("`x`") && err.contains("`standard`, `images-dir`, `roboflow`"),
+            "{err}"
+        );
+        // Every layout is a command-line choice, in detection order.
+        assert_eq!(Layout::value_variants(), &Layout::ALL);
     }
 
     #[test]
     fn train_and_validation_splits_are_detected_in_every_layout() {
         for layout in Layout::ALL {
-            let root = temp(layout.name());
+            let root = temp(&layout.to_string());
             let (t, v) = layout.default_split_names();
             touch(&layout.split_paths(&root, t).annotation_file);
             touch(&layout.split_paths(&root, v).annotation_file);

@@ -1,15 +1,18 @@
 //! Validation of a COCO-format split and its statistics (what `detr-infer check` prints).
 
 use crate::coco::{CocoAnnotation, CocoFile};
-use crate::error::{DatasetError, Result};
+use crate::error::{parse_value, write_value_name, DatasetError, Result};
+use clap::ValueEnum;
 use crate::layout::SplitPaths;
 use crate::target::{prepare_target, DroppedBoxes};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-/// How much of each image file to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How much of each image file to check. Named `none`, `exists`, `header` and `decode` on
+/// command lines ([`ValueEnum`]) and by [`FromStr`](std::str::FromStr) and
+/// [`Display`](std::fmt::Display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ImageCheck {
     /// Do not look at image files.
     None,
@@ -22,18 +25,16 @@ pub enum ImageCheck {
     Decode,
 }
 
-impl ImageCheck {
-    /// Parses `none`, `exists`, `header` or `decode`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "exists" => Ok(Self::Exists),
-            "header" => Ok(Self::Header),
-            "decode" => Ok(Self::Decode),
-            o => Err(DatasetError::Config(format!(
-                "unknown image check `{o}` (expected none, exists, header or decode)"
-            ))),
-        }
+impl std::fmt::Display for ImageCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_value_name(self, f)
+    }
+}
+
+impl std::str::FromStr for ImageCheck {
+    type Err = DatasetError;
+    fn from_str(s: &str) -> Result<Self> {
+        parse_value("image check", s)
     }
 }
 
@@ -409,4 +410,22 @@ pub fn check_coco(coco: &CocoFile, paths: &SplitPaths, check: ImageCheck) -> Val
     }
     stats.categories = cats.into_values().collect();
     ValidationReport { errors, stats }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_checks_are_named_like_the_command_line() {
+        for c in ImageCheck::value_variants() {
+            assert_eq!(c.to_string().parse::<ImageCheck>().unwrap(), *c);
+        }
+        assert_eq!("Decode".parse::<ImageCheck>().unwrap(), ImageCheck::Decode);
+        let err = "all".parse::<ImageCheck>().unwrap_err().to_string();
+        assert!(
+            err.contains("`all`") && err.contains("`none`, `exists`, `header`, `decode`"),
+            "{err}"
+        );
+    }
 }

@@ -27,9 +27,9 @@ pub struct EvaluateArgs {
     /// Split to evaluate.
     #[arg(long, default_value = "val2017")]
     pub split: String,
-    /// Folder layout: standard, images-dir or roboflow (default: detected).
-    #[arg(long)]
-    pub layout: Option<String>,
+    /// Folder layout (default: detected).
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
     /// Images per forward pass. 1 (the default) avoids padding between images, which
     /// changes DETR's outputs and so its AP slightly.
     #[arg(long, default_value_t = 1, value_parser = crate::predict_cmd::at_least_one)]
@@ -67,11 +67,10 @@ impl BackendTask for Task<'_> {
 
 /// Runs the subcommand.
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let layout = args.layout.as_deref().map(Layout::parse).transpose()?;
     let options = EvaluateOptions {
         coco_path: args.coco_path.clone(),
         split: args.split.clone(),
-        layout,
+        layout: args.layout,
         batch_size: args.batch_size,
         limit: args.limit,
     };

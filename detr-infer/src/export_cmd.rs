@@ -24,16 +24,6 @@ pub enum ExportFormat {
     Official,
 }
 
-/// The backbone naming of a Hugging Face export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HfBackboneArg {
-    /// transformers' own ResNet (`use_timm_backbone=False`): loads without timm, any width.
-    Transformers,
-    /// A timm ResNet (`use_timm_backbone=True`, like `facebook/detr-resnet-50`): needs timm
-    /// to load; width 64 only; allows DC5.
-    Timm,
-}
-
 /// Arguments of `detr-infer export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -41,8 +31,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
     /// Checkpoint format (auto: from the extension and the tensor names).
-    #[arg(long = "weights-format", default_value = "auto", value_parser = ["auto", "burn", "detr-pth", "hf-safetensors"])]
-    pub weights_format: String,
+    #[arg(long = "weights-format", value_enum, default_value_t = WeightFormat::Auto)]
+    pub weights_format: WeightFormat,
     /// Model preset: r50, r50-dc5, r101, r101-dc5 or tiny (default r50).
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
@@ -56,8 +46,8 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Backbone naming of `--format hf`.
-    #[arg(long, value_enum, default_value = "transformers")]
-    pub hf_backbone: HfBackboneArg,
+    #[arg(long, value_enum, default_value_t = HfBackbone::Transformers)]
+    pub hf_backbone: HfBackbone,
     /// Class names for `config.json`'s `id2label` (COCO JSON, JSON array or one name per
     /// line); default: COCO's names for 91 classes, `LABEL_<id>` otherwise.
     #[arg(long, value_name = "FILE")]
@@ -74,10 +64,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         args.config.as_deref(),
         args.num_classes,
     )?;
-    let backbone = match args.hf_backbone {
-        HfBackboneArg::Transformers => HfBackbone::Transformers,
-        HfBackboneArg::Timm => HfBackbone::Timm,
-    };
+    let backbone = args.hf_backbone;
     if args.format == ExportFormat::Hf {
         // Before loading: a model transformers cannot represent is refused at once.
         check_hf_representable(&config, backbone)?;
@@ -88,8 +75,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let format = WeightFormat::parse(&args.weights_format)?;
-    let (model, report) = load_model::<B>(&config, &args.weights, format, &Default::default())
+    let (model, report) = load_model::<B>(&config, &args.weights, args.weights_format, &Default::default())
         .with_context(|| format!("loading {}", args.weights.display()))?;
     tracing::info!("loaded {}: {report}", args.weights.display());
     let summary = match args.format {

@@ -43,8 +43,8 @@ pub struct ModelArgs {
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
     /// Checkpoint format (auto: from the extension and the tensor names).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "burn", "detr-pth", "hf-safetensors"])]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = WeightFormat::Auto)]
+    pub format: WeightFormat,
     /// Model preset: r50, r50-dc5, r101, r101-dc5 or tiny (default r50 for checkpoints that
     /// do not record their configuration; checked against those that do).
     #[arg(long, conflicts_with = "config")]
@@ -68,10 +68,6 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn format(&self) -> Result<WeightFormat> {
-        Ok(WeightFormat::parse(&self.format)?)
-    }
-
     pub fn preprocess(&self) -> Preprocess {
         Preprocess {
             shortest_side: self.shortest_side,
@@ -90,7 +86,7 @@ impl ModelArgs {
         )?;
         Ok(model_config_for(
             &self.weights,
-            self.format()?,
+            self.format,
             requested.as_ref(),
         )?)
     }
@@ -103,7 +99,7 @@ impl ModelArgs {
     ) -> Result<Predictor<B>> {
         let preprocess = self.preprocess();
         preprocess.validate()?;
-        let (model, report) = load_model::<B>(config, &self.weights, self.format()?, &device)
+        let (model, report) = load_model::<B>(config, &self.weights, self.format, &device)
             .with_context(|| format!("loading {}", self.weights.display()))?;
         tracing::info!(
             "loaded {} on {} ({} classes, {} queries): {report}",

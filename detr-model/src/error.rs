@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use clap::ValueEnum;
+
 /// Errors from building a model or loading its weights.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -49,4 +51,30 @@ pub enum ModelError {
         /// The recorder's message.
         message: String,
     },
+}
+
+/// Writes the name a command line gives `value` (its clap [`ValueEnum`] name), for `Display`.
+pub(crate) fn write_value_name<E: ValueEnum>(
+    value: &E,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    match value.to_possible_value() {
+        Some(v) => f.write_str(v.get_name()),
+        None => Ok(()),
+    }
+}
+
+/// Parses one of `E`'s names or aliases (any case); the error names `what` and lists the names.
+pub(crate) fn parse_value<E: ValueEnum>(what: &str, given: &str) -> Result<E, ModelError> {
+    E::from_str(given, true).map_err(|_| {
+        let names: Vec<String> = E::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| format!("`{}`", v.get_name()))
+            .collect();
+        ModelError::InvalidConfig(format!(
+            "unknown {what} `{given}` (expected {})",
+            names.join(", ")
+        ))
+    })
 }

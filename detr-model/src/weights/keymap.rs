@@ -326,15 +326,17 @@ pub enum HfTarget {
     },
 }
 
-/// The backbone naming of a Hugging Face `DetrForObjectDetection` checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// The backbone naming of a Hugging Face `DetrForObjectDetection` checkpoint (a command-line
+/// choice of `detr-infer export`: `transformers` or `timm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
 pub enum HfBackbone {
     /// transformers' own ResNet (`use_timm_backbone=False`): `embedder.embedder.*`,
-    /// `encoder.stages.S.layers.B.layer.K.*`. Loads in transformers without timm.
+    /// `encoder.stages.S.layers.B.layer.K.*`. Loads in transformers without timm; any width.
     #[default]
     Transformers,
     /// A timm ResNet (`use_timm_backbone=True`, the Hub's `facebook/detr-resnet-50`):
-    /// torchvision's names (`conv1`, `bn1`, `layerN.B.*`).
+    /// torchvision's names (`conv1`, `bn1`, `layerN.B.*`). Needs timm to load; width 64
+    /// only; allows DC5.
     Timm,
 }
 

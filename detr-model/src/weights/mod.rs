@@ -21,6 +21,7 @@ use burn::module::ParamId;
 use burn::tensor::backend::Backend;
 use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
+use clap::ValueEnum;
 
 pub use export::{
     check_hf_representable, detr_config_from_hf, export_hf, export_official, hf_config_json, to_hf,
@@ -35,36 +36,39 @@ pub use report::LoadReport;
 pub use sources::TensorMap;
 
 use crate::detr::Detr;
-use crate::error::ModelError;
+use crate::error::{parse_value, write_value_name, ModelError};
 
-/// Checkpoint formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Checkpoint formats. Named `auto`, `burn`, `detr-pth` (alias `pth`), `hf-safetensors`
+/// (aliases `hf`, `safetensors`) and `torchvision` (alias `torchvision-pth`) on command lines
+/// ([`ValueEnum`]) and by [`FromStr`](std::str::FromStr) and [`Display`](std::fmt::Display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum WeightFormat {
     /// Decide from the extension and the tensor names.
+    #[default]
     Auto,
     /// A native Burn record written by [`save_record`] (`.mpk`).
     Burn,
     /// facebookresearch/detr's `.pth` (`checkpoint["model"]`, or a bare state dict).
+    #[value(alias = "pth")]
     DetrPth,
     /// Hugging Face `DetrForObjectDetection` safetensors.
+    #[value(alias = "hf", alias = "safetensors")]
     HfSafetensors,
     /// A torchvision ResNet `.pth`, for the backbone only.
+    #[value(name = "torchvision", alias = "torchvision-pth")]
     TorchvisionPth,
 }
 
-impl WeightFormat {
-    /// Parses `auto`, `burn`, `detr-pth`, `hf-safetensors` or `torchvision`.
-    pub fn parse(name: &str) -> Result<Self, ModelError> {
-        match name {
-            "auto" => Ok(Self::Auto),
-            "burn" => Ok(Self::Burn),
-            "detr-pth" | "pth" => Ok(Self::DetrPth),
-            "hf-safetensors" | "hf" | "safetensors" => Ok(Self::HfSafetensors),
-            "torchvision" | "torchvision-pth" => Ok(Self::TorchvisionPth),
-            other => Err(ModelError::InvalidConfig(format!(
-                "unknown weight format `{other}` (expected auto, burn, detr-pth, hf-safetensors or torchvision)"
-            ))),
-        }
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_value_name(self, f)
+    }
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        parse_value("weight format", s)
     }
 }
 
@@ -394,4 +398,28 @@ pub fn to_official<B: Backend>(model: &Detr<B>) -> TensorMap {
         out.insert(entry.name.clone(), data);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_formats_are_named_like_the_command_line() {
+        for f in WeightFormat::value_variants() {
+            assert_eq!(f.to_string().parse::<WeightFormat>().unwrap(), *f);
+        }
+        assert_eq!(WeightFormat::TorchvisionPth.to_string(), "torchvision");
+        assert_eq!("pth".parse::<WeightFormat>().unwrap(), WeightFormat::DetrPth);
+        assert_eq!(
+            "HF".parse::<WeightFormat>().unwrap(),
+            WeightFormat::HfSafetensors
+        );
+        let err = "onnx".parse::<WeightFormat>().unwrap_err().to_string();
+        assert!(
+            err.contains("`onnx`")
+                && err.contains("`auto`, `burn`, `detr-pth`, `hf-safetensors`, `torchvision`"),
+            "{err}"
+        );
+    }
 }
