@@ -16,7 +16,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 #[test]
 fn training_opens_every_layout_without_split_names() {
     for layout in Layout::ALL {
-        let root = temp(layout.name());
+        let root = temp(&layout.to_string());
         let options = SyntheticOptions {
             seed: 3,
             layout,
