@@ -16,7 +16,7 @@
 use burn::backend::Flex;
 use burn::data::dataloader::DataLoader;
 use datasets::synthetic::{generate, ImageFormat, SyntheticOptions};
-use datasets::{CocoDetection, DetrDataLoader, Layout, LoaderConfig, OpenOptions, TransformConfig};
+use datasets::{CocoSplit, DetrDataLoader, Layout, LoaderConfig, OpenOptions, TransformConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rust: decode + DETR {transforms} transforms + normalise + pad + Flex tensor, batch {batch}"
     );
     for &w in &workers {
-        let ds = CocoDetection::open(data.train(), pipeline.clone(), &OpenOptions::default())?;
+        let ds = CocoSplit::open(data.train(), pipeline.clone(), &OpenOptions::default())?;
         let loader = DetrDataLoader::<Flex>::new(
             ds,
             LoaderConfig {

@@ -15,7 +15,7 @@ use burn::data::dataset::Dataset;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// Options of [`CocoDetection::open`].
+/// Options of [`CocoSplit::open`].
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// How much of each image file to check when opening (default: that it exists).
@@ -49,9 +49,9 @@ pub struct ImageRecord {
     pub annotations: Vec<CocoAnnotation>,
 }
 
-/// A COCO detection split: decodes an image, prepares its target, applies a [`Pipeline`].
+/// One split of a COCO-format detection dataset (torchvision's `CocoDetection`): decodes an image, prepares its target, applies a [`Pipeline`].
 #[derive(Debug, Clone)]
-pub struct CocoDetection {
+pub struct CocoSplit {
     paths: SplitPaths,
     records: Vec<ImageRecord>,
     categories: Vec<CocoCategory>,
@@ -59,7 +59,7 @@ pub struct CocoDetection {
     seed: u64,
 }
 
-impl CocoDetection {
+impl CocoSplit {
     /// Opens `split` of the dataset at `root` (`layout` `None` detects it).
     pub fn open_split(
         root: impl AsRef<Path>,
@@ -78,7 +78,7 @@ impl CocoDetection {
         Self::from_coco(coco, paths, pipeline, options)
     }
 
-    /// Builds the dataset from a parsed file (validated like [`CocoDetection::open`]).
+    /// Builds the dataset from a parsed file (validated like [`CocoSplit::open`]).
     pub fn from_coco(
         coco: CocoFile,
         paths: &SplitPaths,
@@ -245,7 +245,7 @@ pub trait ItemSource: Send + Sync + 'static {
     fn load_item(&self, index: usize, epoch: u64) -> Result<DetrItem>;
 }
 
-impl ItemSource for CocoDetection {
+impl ItemSource for CocoSplit {
     fn num_items(&self) -> usize {
         self.len()
     }
@@ -254,7 +254,7 @@ impl ItemSource for CocoDetection {
     }
 }
 
-impl Dataset<DetrItem> for CocoDetection {
+impl Dataset<DetrItem> for CocoSplit {
     /// Item `index` with the transforms of epoch 0; `None` (with the error logged) when the
     /// image cannot be read.
     fn get(&self, index: usize) -> Option<DetrItem> {

@@ -1,7 +1,7 @@
 //! COCO-format detection data for DETR: the JSON model, validation, targets, transforms,
 //! padded batches, a synthetic dataset generator and COCO evaluation.
 //!
-//! Data flow: [`CocoFile`] (serde model) → [`validate`] → [`CocoDetection`] (decode, prepare the
+//! Data flow: [`CocoFile`] (serde model) → [`validate`] → [`CocoSplit`] (decode, prepare the
 //! target like the original's `ConvertCocoPolysToMask`, apply a [`Pipeline`] of [`transforms`])
 //! → [`DetrItem`] → [`DetrDataLoader`] / [`DetrBatcher`] → padded [`DetrBatch`].
 //! [`synthetic::generate`] writes a COCO-format dataset of coloured shapes.
@@ -25,7 +25,7 @@ pub mod validate;
 pub use batcher::{collate, DetrBatcher, DetrItem, HostBatch};
 pub use batcher::{DetectionTarget, DetrBatch};
 pub use coco::{CocoAnnotation, CocoCategory, CocoFile, CocoImage};
-pub use dataset::{CocoDetection, ImageRecord, ItemSource, OpenOptions};
+pub use dataset::{CocoSplit, ImageRecord, ItemSource, OpenOptions};
 pub use error::DatasetError;
 pub use layout::{find_splits, train_val_splits, FoundSplit, Layout, SplitPaths};
 pub use loader::{DetrDataLoader, LoaderConfig};

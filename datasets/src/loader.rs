@@ -62,7 +62,7 @@ impl LoaderConfig {
 }
 
 /// Loads padded [`DetrBatch`]es from an [`ItemSource`] (e.g. a
-/// [`crate::dataset::CocoDetection`]).
+/// [`crate::dataset::CocoSplit`]).
 pub struct DetrDataLoader<B: Backend> {
     source: Arc<dyn ItemSource>,
     config: LoaderConfig,

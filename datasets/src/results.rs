@@ -3,17 +3,17 @@
 //! the conversion of post-processed DETR detections into result entries.
 //!
 //! ```
-//! use datasets::results::{CocoDetection, ImageDetections};
+//! use datasets::results::{CocoResult, ScoredBoxes};
 //!
 //! // PostProcess output of one image: scores, labels (= category ids) and xyxy boxes in the
 //! // original image's pixels.
-//! let dets = ImageDetections {
+//! let dets = ScoredBoxes {
 //!     image_id: 42,
 //!     scores: &[0.9, 0.2],
 //!     labels: &[1, 18],
 //!     boxes_xyxy: &[[10.0, 20.0, 110.0, 70.0], [0.0, 0.0, 5.0, 5.0]],
 //! };
-//! let mut results: Vec<CocoDetection> = Vec::new();
+//! let mut results: Vec<CocoResult> = Vec::new();
 //! dets.append_to(&mut results).unwrap();
 //! assert_eq!(results[0].bbox, [10.0, 20.0, 100.0, 50.0]);
 //! assert_eq!(results[1].category_id, 18);
@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// One entry of a COCO results file.
+/// One entry of a COCO results file: one detection.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CocoDetection {
+pub struct CocoResult {
     /// The ground-truth image this detection belongs to.
     pub image_id: u64,
     /// The predicted category id (a category of the ground truth).
@@ -59,7 +59,7 @@ pub enum ResultsError {
         /// What is wrong and where (entry index, line, column).
         message: String,
     },
-    /// The slices of an [`ImageDetections`] have different lengths.
+    /// The slices of a [`ScoredBoxes`] have different lengths.
     #[error(
         "image {image_id}: {scores} scores, {labels} labels and {boxes} boxes (lengths must agree)"
     )]
@@ -99,7 +99,7 @@ pub enum ResultsError {
 
 /// Deserialises the top-level array one entry at a time, so a bad entry is reported by its
 /// index.
-struct ResultsList(Vec<CocoDetection>);
+struct ResultsList(Vec<CocoResult>);
 
 impl<'de> Deserialize<'de> for ResultsList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -112,7 +112,7 @@ impl<'de> Deserialize<'de> for ResultsList {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResultsList, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
                 loop {
-                    match seq.next_element::<CocoDetection>() {
+                    match seq.next_element::<CocoResult>() {
                         Ok(Some(d)) => out.push(d),
                         Ok(None) => return Ok(ResultsList(out)),
                         Err(e) => {
@@ -141,12 +141,12 @@ fn without_position(msg: &str) -> &str {
 /// Parses a results array from JSON bytes, with correctly rounded numbers (serde_json's
 /// `float_roundtrip`, as Python's `json` reads them). Errors name the entry index and the
 /// position.
-pub fn parse_results(bytes: &[u8]) -> Result<Vec<CocoDetection>, serde_json::Error> {
+pub fn parse_results(bytes: &[u8]) -> Result<Vec<CocoResult>, serde_json::Error> {
     serde_json::from_slice::<ResultsList>(bytes).map(|l| l.0)
 }
 
 /// Reads a COCO results file.
-pub fn read_results(path: impl AsRef<Path>) -> Result<Vec<CocoDetection>, ResultsError> {
+pub fn read_results(path: impl AsRef<Path>) -> Result<Vec<CocoResult>, ResultsError> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|source| ResultsError::Io {
         path: path.to_owned(),
@@ -161,7 +161,7 @@ pub fn read_results(path: impl AsRef<Path>) -> Result<Vec<CocoDetection>, Result
 /// Writes a COCO results file (compact JSON, written to a temporary file then renamed).
 pub fn write_results(
     path: impl AsRef<Path>,
-    results: &[CocoDetection],
+    results: &[CocoResult],
 ) -> Result<(), ResultsError> {
     let path = path.as_ref();
     let io_err = |source| ResultsError::Io {
@@ -180,21 +180,23 @@ pub fn write_results(
     std::fs::rename(&tmp, path).map_err(io_err)
 }
 
-/// Post-processed detections of one image, as DETR's `PostProcess` gives them: one score,
-/// label and box per kept query. Boxes are `[x0, y0, x1, y1]` in original-image pixels.
+/// The scored, labelled boxes of one image (borrowed), as DETR's `PostProcess` gives them:
+/// one score, label and box per kept query, to become [`CocoResult`] entries. Boxes are
+/// `[x0, y0, x1, y1]` in original-image pixels. (detr-model's `ImageDetections` owns the same
+/// data without the image id.)
 #[derive(Debug, Clone, Copy)]
-pub struct ImageDetections<'a> {
+pub struct ScoredBoxes<'a> {
     /// The COCO image id.
     pub image_id: u64,
     /// Scores (max class probability without no-object).
     pub scores: &'a [f32],
-    /// Class labels; with [`ImageDetections::append_to`] they are category ids.
+    /// Class labels; with [`ScoredBoxes::append_to`] they are category ids.
     pub labels: &'a [usize],
     /// Boxes `[x0, y0, x1, y1]` in original-image pixels.
     pub boxes_xyxy: &'a [[f32; 4]],
 }
 
-impl ImageDetections<'_> {
+impl ScoredBoxes<'_> {
     fn check_lengths(&self) -> Result<(), ResultsError> {
         let (s, l, b) = (self.scores.len(), self.labels.len(), self.boxes_xyxy.len());
         if s != l || s != b {
@@ -208,7 +210,7 @@ impl ImageDetections<'_> {
         Ok(())
     }
 
-    fn entry(&self, index: usize, category_id: u64) -> Result<CocoDetection, ResultsError> {
+    fn entry(&self, index: usize, category_id: u64) -> Result<CocoResult, ResultsError> {
         let score = self.scores[index];
         let [x0, y0, x1, y1] = self.boxes_xyxy[index];
         let non_finite = |field| ResultsError::NonFinite {
@@ -223,7 +225,7 @@ impl ImageDetections<'_> {
             return Err(non_finite("box"));
         }
         // DETR's convert_to_xywh subtracts in float32, then `.tolist()` widens to f64.
-        Ok(CocoDetection {
+        Ok(CocoResult {
             image_id: self.image_id,
             category_id,
             bbox: [
@@ -238,7 +240,7 @@ impl ImageDetections<'_> {
 
     /// Appends one result entry per detection, taking each label as the category id (DETR's
     /// class index is the COCO category id). All detections are kept, as DETR does.
-    pub fn append_to(&self, out: &mut Vec<CocoDetection>) -> Result<(), ResultsError> {
+    pub fn append_to(&self, out: &mut Vec<CocoResult>) -> Result<(), ResultsError> {
         self.check_lengths()?;
         out.reserve(self.scores.len());
         for (i, &label) in self.labels.iter().enumerate() {
@@ -247,12 +249,12 @@ impl ImageDetections<'_> {
         Ok(())
     }
 
-    /// Like [`ImageDetections::append_to`], mapping label `l` to category id
+    /// Like [`ScoredBoxes::append_to`], mapping label `l` to category id
     /// `label_to_category[l]` (for datasets whose classes were renumbered).
     pub fn append_mapped_to(
         &self,
         label_to_category: &[u64],
-        out: &mut Vec<CocoDetection>,
+        out: &mut Vec<CocoResult>,
     ) -> Result<(), ResultsError> {
         self.check_lengths()?;
         out.reserve(self.scores.len());
@@ -304,7 +306,7 @@ mod tests {
 
     #[test]
     fn conversion_checks_lengths_and_values() {
-        let d = ImageDetections {
+        let d = ScoredBoxes {
             image_id: 3,
             scores: &[0.5, 0.6],
             labels: &[1],
@@ -314,7 +316,7 @@ mod tests {
             d.append_to(&mut Vec::new()),
             Err(ResultsError::LengthMismatch { .. })
         ));
-        let d = ImageDetections {
+        let d = ScoredBoxes {
             image_id: 3,
             scores: &[f32::NAN],
             labels: &[1],
@@ -324,7 +326,7 @@ mod tests {
             d.append_to(&mut Vec::new()),
             Err(ResultsError::NonFinite { .. })
         ));
-        let d = ImageDetections {
+        let d = ScoredBoxes {
             image_id: 3,
             scores: &[0.25],
             labels: &[2],

@@ -8,7 +8,7 @@ use std::path::Path;
 use common::TempDir;
 use datasets::dataset::decode_rgb;
 use datasets::validate::{check_image_file, check_split, ImageCheck};
-use datasets::{CocoDetection, CocoFile, OpenOptions, Pipeline, SplitPaths};
+use datasets::{CocoSplit, CocoFile, OpenOptions, Pipeline, SplitPaths};
 
 fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {
@@ -76,7 +76,7 @@ fn truncated_jpeg_is_an_unreadable_image_everywhere() {
     assert!(msg.contains("truncated JPEG"), "{msg}");
 
     // Training's loader: the same error as any unreadable image.
-    let ds = CocoDetection::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
     assert!(ds.load(0, 0).is_ok());
     let msg = ds.load(1, 0).unwrap_err().to_string();
     assert!(

@@ -10,7 +10,7 @@ use datasets::coco_eval::{
     evaluate, params, read_ground_truth, CocoEvalError, CocoEvaluator, CocoGroundTruth,
     EvalParams,
 };
-use datasets::results::{read_results, write_results, CocoDetection, ImageDetections};
+use datasets::results::{read_results, write_results, CocoResult, ScoredBoxes};
 use datasets::CocoFile;
 use serde_json::Value;
 
@@ -195,8 +195,8 @@ fn tiny_gt() -> CocoFile {
     .unwrap()
 }
 
-fn det(image_id: u64, category_id: u64, bbox: [f64; 4], score: f64) -> CocoDetection {
-    CocoDetection {
+fn det(image_id: u64, category_id: u64, bbox: [f64; 4], score: f64) -> CocoResult {
+    CocoResult {
         image_id,
         category_id,
         bbox,
@@ -207,7 +207,7 @@ fn det(image_id: u64, category_id: u64, bbox: [f64; 4], score: f64) -> CocoDetec
 #[test]
 fn perfect_detections_score_one() {
     let gt = tiny_gt();
-    let dts: Vec<CocoDetection> = gt
+    let dts: Vec<CocoResult> = gt
         .annotations
         .iter()
         .map(|a| det(a.image_id, a.category_id, a.bbox, 0.9))
@@ -299,7 +299,7 @@ fn duplicate_annotation_ids_are_errors() {
 fn evaluator_collects_post_processed_detections() {
     let gt = tiny_gt();
     let mut ev = CocoEvaluator::new(&gt).unwrap();
-    ev.add(&ImageDetections {
+    ev.add(&ScoredBoxes {
         image_id: 2,
         scores: &[0.8, 0.7, 0.1],
         labels: &[3, 4, 5],
@@ -317,7 +317,7 @@ fn evaluator_collects_post_processed_detections() {
     assert_eq!(ev.results()[0].bbox, [50.0, 50.0, 40.0, 40.0]);
     let mut other = CocoEvaluator::new(&gt).unwrap();
     other
-        .add(&ImageDetections {
+        .add(&ScoredBoxes {
             image_id: 1,
             scores: &[],
             labels: &[],
@@ -332,7 +332,7 @@ fn evaluator_collects_post_processed_detections() {
     let all = evaluate(&gt, ev.results()).unwrap();
     assert_eq!(all.per_category[0].ar100, 0.5);
     assert!(ev
-        .add(&ImageDetections {
+        .add(&ScoredBoxes {
             image_id: 99,
             scores: &[],
             labels: &[],

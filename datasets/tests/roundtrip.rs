@@ -9,7 +9,7 @@ use common::TempDir;
 use datasets::coco::CocoFile;
 use datasets::synthetic::{generate, ImageFormat, SyntheticOptions};
 use datasets::{
-    CocoDetection, DetrBatch, DetrBatcher, DetrDataLoader, HostBatch, Layout, LoaderConfig,
+    CocoSplit, DetrBatch, DetrBatcher, DetrDataLoader, HostBatch, Layout, LoaderConfig,
     OpenOptions, Pipeline, TransformConfig,
 };
 
@@ -100,7 +100,7 @@ fn generator_is_deterministic_and_valid() {
     );
     assert!(c.path().join("images/train2023/000000000001.jpg").is_file());
     assert_ne!(std::fs::read(&dc.train().annotation_file).unwrap(), ja);
-    let ds = CocoDetection::open_split(
+    let ds = CocoSplit::open_split(
         c.path(),
         "train2023",
         None,
@@ -117,7 +117,7 @@ fn boxes_round_trip_through_the_loader() {
     let d = generate(t.path(), &small_options(Layout::ImagesDir)).unwrap();
     let coco = CocoFile::load(&d.val().annotation_file).unwrap();
     // No resizing: normalised boxes times the image size give back the JSON boxes.
-    let ds = CocoDetection::open(d.val(), Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(d.val(), Pipeline::identity(), &OpenOptions::default()).unwrap();
     let loader =
         DetrDataLoader::<B>::new(ds, LoaderConfig::val(2).with_workers(0), Default::default())
             .unwrap();
@@ -177,7 +177,7 @@ fn same_seed_same_batches_any_worker_count() {
     let t = TempDir::new("rt-train");
     let d = generate(t.path(), &small_options(Layout::Standard)).unwrap();
     let open = || {
-        CocoDetection::open(
+        CocoSplit::open(
             d.train(),
             TransformConfig::scaled(0.08).train(),
             &OpenOptions {
@@ -243,7 +243,7 @@ fn same_seed_same_batches_any_worker_count() {
 fn works_with_burns_dataloader_builder() {
     let t = TempDir::new("rt-burn");
     let d = generate(t.path(), &small_options(Layout::Standard)).unwrap();
-    let ds = CocoDetection::open(
+    let ds = CocoSplit::open(
         d.val(),
         TransformConfig::scaled(0.05).val(),
         &OpenOptions::default(),
@@ -272,7 +272,7 @@ fn unreadable_images_are_skipped_and_counted() {
         b"not an image",
     )
     .unwrap();
-    let ds = CocoDetection::open(d.train(), Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(d.train(), Pipeline::identity(), &OpenOptions::default()).unwrap();
     let l = DetrDataLoader::<B>::new(ds, LoaderConfig::val(2), Default::default()).unwrap();
     let mut it = l.iter_epoch(0);
     let batches: Vec<HostBatch> = std::iter::from_fn(|| it.next_host()).collect();
@@ -283,6 +283,6 @@ fn unreadable_images_are_skipped_and_counted() {
         .iter()
         .all(|b| b.targets.iter().all(|t| t.image_id != 2)));
 
-    let ds = CocoDetection::open(d.val(), Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(d.val(), Pipeline::identity(), &OpenOptions::default()).unwrap();
     assert!(DetrDataLoader::<B>::new(ds, LoaderConfig::val(0), Default::default()).is_err());
 }

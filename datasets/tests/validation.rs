@@ -5,7 +5,7 @@ mod common;
 use common::TempDir;
 use datasets::coco::{CocoAnnotation, CocoCategory, CocoFile, CocoImage};
 use datasets::validate::{check_coco, check_split, validate_structure, ImageCheck};
-use datasets::{CocoDetection, DatasetError, Layout, OpenOptions, Pipeline, SplitPaths};
+use datasets::{CocoSplit, DatasetError, Layout, OpenOptions, Pipeline, SplitPaths};
 use std::path::Path;
 
 fn write_png(path: &Path, w: u32, h: u32) {
@@ -35,7 +35,7 @@ fn json(annotations: &str) -> String {
 }
 
 fn open_err(paths: &SplitPaths) -> String {
-    let e = CocoDetection::open(paths, Pipeline::identity(), &OpenOptions::default())
+    let e = CocoSplit::open(paths, Pipeline::identity(), &OpenOptions::default())
         .expect_err("must fail");
     e.to_string()
 }
@@ -51,7 +51,7 @@ fn ann(id: u64, image_id: u64, category_id: u64, bbox: [f64; 4]) -> String {
 fn good_dataset_opens() {
     let t = TempDir::new("good");
     let paths = dataset(t.path(), &json(&ann(1, 1, 3, [1.0, 1.0, 5.0, 5.0])));
-    let ds = CocoDetection::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
     assert_eq!(ds.len(), 2);
     assert_eq!(ds.num_classes(), 4);
     let item = ds.load(0, 0).unwrap();
@@ -68,7 +68,7 @@ fn good_dataset_opens() {
 fn malformed_json_names_file_line_and_column() {
     let t = TempDir::new("json");
     let paths = dataset(t.path(), "{\n  \"images\": [\n    {\"id\": 1,, }\n  ]\n}");
-    let e = CocoDetection::open(&paths, Pipeline::identity(), &OpenOptions::default())
+    let e = CocoSplit::open(&paths, Pipeline::identity(), &OpenOptions::default())
         .expect_err("must fail");
     match &e {
         DatasetError::Json { line, column, .. } => {
@@ -117,7 +117,7 @@ fn undecodable_image_names_file() {
     )
     .unwrap();
     // Opening only checks existence; loading the image fails with the file named.
-    let ds = CocoDetection::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
     let msg = ds.load(1, 0).unwrap_err().to_string();
     assert!(msg.contains("b.png") && msg.contains("image id 2"), "{msg}");
     // Burn's Dataset::get gives None instead of panicking.
@@ -136,7 +136,7 @@ fn open_err_with(paths: &SplitPaths, check: ImageCheck) -> String {
         image_check: check,
         ..Default::default()
     };
-    CocoDetection::open(paths, Pipeline::identity(), &opts)
+    CocoSplit::open(paths, Pipeline::identity(), &opts)
         .expect_err("must fail")
         .to_string()
 }
@@ -281,7 +281,7 @@ fn degenerate_and_crowd_boxes_are_dropped_with_a_count() {
     assert_eq!(s.max_boxes_per_image(), 1);
 
     // Loading drops them the same way.
-    let ds = CocoDetection::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
+    let ds = CocoSplit::open(&paths, Pipeline::identity(), &OpenOptions::default()).unwrap();
     let (sample, dropped) = ds.decode(0).unwrap();
     assert_eq!(sample.target.boxes, vec![[1.0, 1.0, 6.0, 6.0]]);
     assert_eq!(dropped.degenerate, 2);

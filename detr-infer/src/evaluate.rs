@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use datasets::coco_eval::{read_ground_truth, CocoEvalSummary, CocoEvaluator};
-use datasets::dataset::{CocoDetection as CocoSplit, OpenOptions};
+use datasets::dataset::{CocoSplit, OpenOptions};
 use datasets::layout::Layout;
-use datasets::results::{CocoDetection, ImageDetections};
+use datasets::results::{CocoResult, ScoredBoxes};
 use datasets::transforms::{Pipeline, Transform};
 
 use crate::error::{InferError, Result};
@@ -56,7 +56,7 @@ pub struct EvaluateReport {
     /// The 12 COCO numbers and the per-category ones.
     pub summary: CocoEvalSummary,
     /// Every query's detection of every evaluated image (COCO results).
-    pub results: Vec<CocoDetection>,
+    pub results: Vec<CocoResult>,
     /// Images evaluated.
     pub images: usize,
     /// Detections dropped because their class is not a category of the ground truth.
@@ -122,7 +122,7 @@ pub fn evaluate_coco<B: Backend>(
             let scores: Vec<f32> = keep.iter().map(|&q| d.scores[q]).collect();
             let labels: Vec<usize> = keep.iter().map(|&q| d.labels[q]).collect();
             let boxes: Vec<[f32; 4]> = keep.iter().map(|&q| d.boxes[q]).collect();
-            evaluator.add(&ImageDetections {
+            evaluator.add(&ScoredBoxes {
                 image_id,
                 scores: &scores,
                 labels: &labels,

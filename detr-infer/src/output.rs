@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use datasets::results::{CocoDetection, ImageDetections as ResultDetections};
+use datasets::results::{CocoResult, ScoredBoxes};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +30,8 @@ pub struct PredictionRecord {
 
 impl PredictionRecord {
     /// The entry without `file_name`, for COCO evaluation.
-    pub fn to_coco(&self) -> CocoDetection {
-        CocoDetection {
+    pub fn to_coco(&self) -> CocoResult {
+        CocoResult {
             image_id: self.image_id,
             category_id: self.category_id,
             bbox: self.bbox,
@@ -51,7 +51,7 @@ pub fn records_for(
     let labels: Vec<usize> = kept.iter().map(|d| d.label).collect();
     let boxes: Vec<[f32; 4]> = kept.iter().map(|d| d.xyxy).collect();
     let mut coco = Vec::with_capacity(kept.len());
-    ResultDetections {
+    ScoredBoxes {
         image_id,
         scores: &scores,
         labels: &labels,

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use datasets::CocoDetection;
+use datasets::CocoSplit;
 use detr_infer::draw::{draw_detections_mut, BoxAnnotation, DrawStyle};
 use detr_infer::labels::Labels;
 use detr_infer::predict::{Predictor, Preprocess};
@@ -26,7 +26,7 @@ const MIN_PICTURE_SIDE: u32 = 384;
 pub fn write_validation_pictures<B: Backend>(
     model: &Detr<B>,
     device: &B::Device,
-    val: &CocoDetection,
+    val: &CocoSplit,
     dir: &Path,
     count: usize,
     threshold: f32,

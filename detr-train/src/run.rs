@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use datasets::loader::{DetrDataLoader, LoaderConfig};
-use datasets::{CocoDetection, CocoFile, Layout, OpenOptions};
+use datasets::{CocoSplit, CocoFile, Layout, OpenOptions};
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::Detr;
 use serde_json::json;
@@ -44,9 +44,9 @@ pub struct RunSummary {
 /// The train and validation splits of the configured dataset.
 pub struct Splits {
     /// Training split (augmentation pipeline); not opened by `--eval`.
-    pub train: Option<CocoDetection>,
+    pub train: Option<CocoSplit>,
     /// Validation split (validation pipeline).
-    pub val: CocoDetection,
+    pub val: CocoSplit,
     /// The validation annotations (ground truth of the COCO evaluation).
     pub val_coco: CocoFile,
 }
@@ -96,7 +96,7 @@ pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
     let train = if cfg.eval {
         None
     } else {
-        let t = CocoDetection::open_split(&cfg.coco_path, &train_split, None, tc.train(), &opts)?;
+        let t = CocoSplit::open_split(&cfg.coco_path, &train_split, None, tc.train(), &opts)?;
         if t.is_empty() {
             return Err(TrainError::NothingToTrain(format!(
                 "the training split {} has no images",
@@ -105,7 +105,7 @@ pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
         }
         Some(t)
     };
-    let val = CocoDetection::open_split(&cfg.coco_path, &val_split, None, tc.val(), &opts)?;
+    let val = CocoSplit::open_split(&cfg.coco_path, &val_split, None, tc.val(), &opts)?;
     let ann = &val.paths().annotation_file;
     let val_coco = datasets::coco_eval::read_ground_truth(ann)?;
     Ok(Splits {
@@ -269,7 +269,7 @@ fn write_pictures<B: Backend>(
     cfg: &TrainConfig,
     model: &Detr<B>,
     device: &B::Device,
-    val: &CocoDetection,
+    val: &CocoSplit,
 ) -> Result<(), TrainError> {
     let dir = cfg.output_dir.join("pictures");
     let written = crate::pictures::write_validation_pictures(

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
 use datasets::coco_eval::CocoEvaluator;
-use datasets::results::ImageDetections as CocoImageDetections;
+use datasets::results::ScoredBoxes;
 use datasets::DetrBatch;
 use detr_model::Detr;
 
@@ -216,7 +216,7 @@ pub fn check_devices(batch_size: usize, devices: usize) -> Result<(), TrainError
 /// truth's categories, ignoring detections of other classes. Returns how many were ignored.
 /// Validation and `detr-infer evaluate` share this routine.
 pub fn add_detections(evaluator: &mut CocoEvaluator, d: &ImageResult) -> Result<usize, TrainError> {
-    Ok(evaluator.add_of_known_categories(&CocoImageDetections {
+    Ok(evaluator.add_of_known_categories(&ScoredBoxes {
         image_id: d.image_id,
         scores: &d.scores,
         labels: &d.labels,

@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::coco::CocoFile;
-use crate::results::{CocoDetection, ImageDetections, ResultsError};
+use crate::results::{CocoResult, ScoredBoxes, ResultsError};
 
 pub use summary::{CategoryEval, CocoEvalSummary, EvalReport, STAT_NAMES};
 
@@ -299,7 +299,7 @@ impl CocoGroundTruth {
     /// `evaluate()`, `accumulate()` and `summarize()` for `iouType="bbox"`.
     pub fn evaluate(
         &self,
-        detections: &[CocoDetection],
+        detections: &[CocoResult],
         params: &EvalParams,
     ) -> Result<CocoEvalSummary, CocoEvalError> {
         let img_sel = self.selection(
@@ -491,7 +491,7 @@ pub fn read_ground_truth(path: impl AsRef<Path>) -> Result<CocoFile, CocoEvalErr
 /// categories. Shorthand for [`CocoGroundTruth::new`] + [`CocoGroundTruth::evaluate`].
 pub fn evaluate(
     coco: &CocoFile,
-    detections: &[CocoDetection],
+    detections: &[CocoResult],
 ) -> Result<CocoEvalSummary, CocoEvalError> {
     CocoGroundTruth::new(coco)?.evaluate(detections, &EvalParams::default())
 }
@@ -501,13 +501,13 @@ pub fn evaluate(
 ///
 /// ```
 /// use datasets::coco_eval::CocoEvaluator;
-/// use datasets::results::ImageDetections;
+/// use datasets::results::ScoredBoxes;
 /// # let coco: datasets::CocoFile = serde_json::from_str(r#"{"images":[{"id":1,"file_name":"a.jpg",
 /// #   "width":100,"height":100}],"annotations":[{"id":1,"image_id":1,"category_id":3,
 /// #   "bbox":[10,10,20,20],"area":400}],"categories":[{"id":3,"name":"car"}]}"#).unwrap();
 /// let mut evaluator = CocoEvaluator::new(&coco).unwrap();
 /// evaluator
-///     .add(&ImageDetections {
+///     .add(&ScoredBoxes {
 ///         image_id: 1,
 ///         scores: &[0.9],
 ///         labels: &[3],
@@ -520,7 +520,7 @@ pub fn evaluate(
 #[derive(Debug, Clone)]
 pub struct CocoEvaluator {
     gt: CocoGroundTruth,
-    results: Vec<CocoDetection>,
+    results: Vec<CocoResult>,
     images: BTreeSet<u64>,
     label_to_category: Option<Vec<u64>>,
 }
@@ -548,7 +548,7 @@ impl CocoEvaluator {
 
     /// Adds the post-processed detections of one image (all of them, as DETR does). The image
     /// counts as evaluated even when it has no detection.
-    pub fn add(&mut self, dets: &ImageDetections<'_>) -> Result<(), CocoEvalError> {
+    pub fn add(&mut self, dets: &ScoredBoxes<'_>) -> Result<(), CocoEvalError> {
         if !self.gt.img_index.contains_key(&dets.image_id) {
             return Err(CocoEvalError::UnknownParamId {
                 kind: "image",
@@ -569,7 +569,7 @@ impl CocoEvaluator {
     /// `detr-infer evaluate` both use this.
     pub fn add_of_known_categories(
         &mut self,
-        dets: &ImageDetections<'_>,
+        dets: &ScoredBoxes<'_>,
     ) -> Result<usize, CocoEvalError> {
         let known = |label: usize| -> bool {
             let id = match &self.label_to_category {
@@ -592,7 +592,7 @@ impl CocoEvaluator {
         let scores: Vec<f32> = keep.iter().map(|&q| dets.scores[q]).collect();
         let labels: Vec<usize> = keep.iter().map(|&q| dets.labels[q]).collect();
         let boxes: Vec<[f32; 4]> = keep.iter().map(|&q| dets.boxes_xyxy[q]).collect();
-        self.add(&ImageDetections {
+        self.add(&ScoredBoxes {
             image_id: dets.image_id,
             scores: &scores,
             labels: &labels,
@@ -602,7 +602,7 @@ impl CocoEvaluator {
     }
 
     /// The results collected so far (to write with [`crate::results::write_results`]).
-    pub fn results(&self) -> &[CocoDetection] {
+    pub fn results(&self) -> &[CocoResult] {
         &self.results
     }
 
