@@ -49,7 +49,8 @@ pub struct ImageRecord {
     pub annotations: Vec<CocoAnnotation>,
 }
 
-/// One split of a COCO-format detection dataset (torchvision's `CocoDetection`): decodes an image, prepares its target, applies a [`Pipeline`].
+/// One split of a COCO-format detection dataset (torchvision's `CocoDetection`): decodes an
+/// image, prepares its target, applies a [`Pipeline`].
 #[derive(Debug, Clone)]
 pub struct CocoSplit {
     paths: SplitPaths,
