@@ -7,7 +7,7 @@ use common::{assert_close, flat};
 use datasets::rng::SeedRng;
 use datasets::transforms::{
     crop, get_size_with_aspect_ratio, hflip, resize, resize_to, Normalize, Sample, Transform,
-    TransformConfig,
+    TransformConfig, ValidationTransform,
 };
 use datasets::PixelTarget;
 use image::{Rgb, RgbImage};
@@ -285,6 +285,46 @@ fn scaled_presets() {
     assert_eq!(s.scales.first(), Some(&96));
     assert_eq!(s.scales.last(), Some(&160));
     assert_eq!((s.max_size, s.val_size), (267, 160));
+}
+
+/// The one validation transform: the original's sizes by default, the same thing whether a
+/// dataset applies it as a pipeline or a predictor applies it to an image.
+#[test]
+fn validation_transform_is_defined_once() {
+    let v = ValidationTransform::default();
+    assert_eq!((v.shortest_side, v.longest_side), (800, Some(1333)));
+    assert_eq!(v.normalize, Normalize::default());
+    assert_eq!(TransformConfig::detr().val(), v.pipeline());
+    let small = TransformConfig::scaled(0.05).validation();
+    assert_eq!((small.shortest_side, small.longest_side), (40, Some(67)));
+    assert_eq!(TransformConfig::scaled(0.05).val(), small.pipeline());
+
+    let mut image = RgbImage::new(37, 90);
+    for (x, y, p) in image.enumerate_pixels_mut() {
+        *p = Rgb([(x * 7) as u8, (y * 3) as u8, ((x + y) * 5) as u8]);
+    }
+    let prepared = small.prepare(&image, 9);
+    let sample = Sample {
+        image,
+        target: PixelTarget {
+            image_id: 9,
+            orig_size: [90, 37],
+            size: [90, 37],
+            ..Default::default()
+        },
+    };
+    let piped = small.pipeline().apply(sample, &mut SeedRng::new(0));
+    assert_eq!(prepared.image, piped.image);
+    assert_eq!((prepared.height, prepared.width), (piped.height, piped.width));
+    // The original's size rule: short side round(67·37/90) = 28, long side int(28·90/37) = 68.
+    assert_eq!((prepared.height, prepared.width), (68, 28));
+    assert_eq!(prepared.target.orig_size, [90, 37]);
+    assert!(ValidationTransform {
+        shortest_side: 0,
+        ..v
+    }
+    .validate()
+    .is_err());
 }
 
 // ---------------------------------------------------------------- against torchvision

@@ -17,7 +17,8 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use detr_infer::backend::{run_on, BackendKind, BackendTask};
 use detr_infer::model::resolve_config;
-use detr_infer::predict::{Predictor, Preprocess};
+use datasets::transforms::ValidationTransform;
+use detr_infer::predict::Predictor;
 use image::{Rgb, RgbImage};
 
 const WIDTH: u32 = 1066;
@@ -36,7 +37,7 @@ impl BackendTask for Bench {
         let t = Instant::now();
         let model = config.init::<B>(&device).map_err(|e| e.to_string())?;
         eprintln!("r50 built in {:.1} s", t.elapsed().as_secs_f64());
-        let predictor = Predictor::new(model, device, Preprocess::default());
+        let predictor = Predictor::new(model, device, ValidationTransform::default());
         let image = RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
             Rgb([
                 (x % 256) as u8,

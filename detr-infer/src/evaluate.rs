@@ -16,7 +16,6 @@ use datasets::coco_eval::{read_ground_truth, CocoEvalSummary, CocoEvaluator};
 use datasets::dataset::{CocoSplit, OpenOptions};
 use datasets::layout::Layout;
 use datasets::results::{CocoResult, ScoredBoxes};
-use datasets::transforms::{Pipeline, Transform};
 
 use crate::error::{InferError, Result};
 use crate::predict::Predictor;
@@ -69,7 +68,7 @@ pub struct EvaluateReport {
 
 /// Runs `predictor` over a COCO split and evaluates it like the original's `evaluate`: all
 /// queries are kept (no threshold), a detection's class index is its category id. The
-/// predictor's [`Preprocess`](crate::predict::Preprocess) sizes give the validation resize.
+/// predictor's [`ValidationTransform`] is the dataset's pipeline.
 /// Detections of classes that are not categories of the ground truth are dropped (counted in
 /// the report), as pycocotools ignores them.
 pub fn evaluate_coco<B: Backend>(
@@ -82,13 +81,7 @@ pub fn evaluate_coco<B: Backend>(
     }
     let pre = predictor.preprocess();
     pre.validate()?;
-    let pipeline = Pipeline {
-        transform: Transform::RandomResize {
-            sizes: vec![pre.shortest_side],
-            max_size: pre.longest_side,
-        },
-        normalize: pre.normalize,
-    };
+    let pipeline = pre.pipeline();
     let split = CocoSplit::open_split(
         &options.coco_path,
         &options.split,

@@ -10,7 +10,7 @@
 //! let config = model::resolve_config(Some("r50"), None, None)?;
 //! let (detr, report) = model::load_model::<Flex>(
 //!     &config, "detr-r50-e632da11.pth".as_ref(), WeightFormat::Auto, &device)?;
-//! let predictor = predict::Predictor::new(detr, device, predict::Preprocess::default());
+//! let predictor = predict::Predictor::new(detr, device, datasets::transforms::ValidationTransform::default());
 //! let inputs = inputs::collect_inputs(&["images/".into()])?;
 //! let out = run::predict_files(&predictor, &Labels::coco(), &inputs,
 //!     &run::PredictOptions::default(), |img| println!("{}", img.input.display_name()))?;

@@ -3,64 +3,11 @@
 
 use burn::tensor::backend::Backend;
 use datasets::batcher::{collate, DetrItem};
-use datasets::target::PixelTarget;
-use datasets::transforms::{resize, Normalize, Sample};
+use datasets::transforms::ValidationTransform;
 use detr_model::{postprocess, Detr, ImageDetections};
 use image::RgbImage;
 
 use crate::attention::{attention_maps, AttentionMaps};
-use crate::error::{InferError, Result};
-
-/// How images are prepared: DETR's validation transform (shorter side `shortest_side`,
-/// longer side at most `longest_side`, Pillow-exact bilinear resize) and ImageNet
-/// normalisation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Preprocess {
-    /// Target of the shorter side (DETR: 800).
-    pub shortest_side: usize,
-    /// Cap on the longer side (DETR: 1333); `None` for no cap.
-    pub longest_side: Option<usize>,
-    /// Normalisation (ImageNet mean and std).
-    pub normalize: Normalize,
-}
-
-impl Default for Preprocess {
-    fn default() -> Self {
-        Self {
-            shortest_side: 800,
-            longest_side: Some(1333),
-            normalize: Normalize::default(),
-        }
-    }
-}
-
-impl Preprocess {
-    /// Checks the sizes.
-    pub fn validate(&self) -> Result<()> {
-        if self.shortest_side == 0 || self.longest_side == Some(0) {
-            return Err(InferError::Config(
-                "--shortest-side and --longest-side must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Resizes and normalises one image into a model input (`image_id` is carried along).
-    pub fn prepare(&self, image: &RgbImage, image_id: u64) -> DetrItem {
-        let size = [image.height() as usize, image.width() as usize];
-        let sample = Sample {
-            image: image.clone(),
-            target: PixelTarget {
-                image_id,
-                orig_size: size,
-                size,
-                ..Default::default()
-            },
-        };
-        let sample = resize(sample, self.shortest_side, self.longest_side);
-        self.normalize.apply(sample)
-    }
-}
 
 /// The post-processed output of one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,12 +59,12 @@ impl Prediction {
 pub struct Predictor<B: Backend> {
     model: Detr<B>,
     device: B::Device,
-    preprocess: Preprocess,
+    preprocess: ValidationTransform,
 }
 
 impl<B: Backend> Predictor<B> {
     /// Wraps a loaded model.
-    pub fn new(model: Detr<B>, device: B::Device, preprocess: Preprocess) -> Self {
+    pub fn new(model: Detr<B>, device: B::Device, preprocess: ValidationTransform) -> Self {
         Self {
             model,
             device,
@@ -131,7 +78,7 @@ impl<B: Backend> Predictor<B> {
     }
 
     /// The preprocessing.
-    pub fn preprocess(&self) -> &Preprocess {
+    pub fn preprocess(&self) -> &ValidationTransform {
         &self.preprocess
     }
 

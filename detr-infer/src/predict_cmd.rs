@@ -9,7 +9,8 @@ use detr_infer::backend::{run_on, BackendKind, BackendTask};
 use detr_infer::inputs::collect_inputs;
 use detr_infer::labels::Labels;
 use detr_infer::model::{load_model, model_config_for, requested_config};
-use detr_infer::predict::{Predictor, Preprocess};
+use datasets::transforms::{TransformConfig, ValidationTransform};
+use detr_infer::predict::Predictor;
 use detr_infer::run::{predict_files, PredictOptions, PredictReport};
 use detr_model::weights::WeightFormat;
 use detr_model::DetrConfig;
@@ -57,10 +58,10 @@ pub struct ModelArgs {
     #[arg(long, value_parser = at_least_one)]
     pub num_classes: Option<usize>,
     /// Resize the shorter side of every image to this (DETR's validation transform).
-    #[arg(long, default_value_t = 800, value_parser = at_least_one)]
+    #[arg(long, default_value_t = TransformConfig::detr().val_size, value_parser = at_least_one)]
     pub shortest_side: usize,
     /// Cap on the longer side after resizing.
-    #[arg(long, default_value_t = 1333, value_parser = at_least_one)]
+    #[arg(long, default_value_t = TransformConfig::detr().max_size, value_parser = at_least_one)]
     pub longest_side: usize,
     /// Backend: flex or ndarray (CPU); wgpu or cuda when built with those features.
     #[arg(long, default_value = "flex")]
@@ -68,8 +69,9 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn preprocess(&self) -> Preprocess {
-        Preprocess {
+    /// The validation transform of `--shortest-side` and `--longest-side`.
+    pub fn preprocess(&self) -> ValidationTransform {
+        ValidationTransform {
             shortest_side: self.shortest_side,
             longest_side: Some(self.longest_side),
             ..Default::default()

@@ -10,7 +10,8 @@ use burn::backend::Flex;
 use common::{fixture, fixtures, model_fixtures, temp_dir};
 use detr_infer::evaluate::{evaluate_coco, EvaluateOptions};
 use detr_infer::model::{load_model, resolve_config};
-use detr_infer::predict::{Predictor, Preprocess};
+use datasets::transforms::ValidationTransform;
+use detr_infer::predict::Predictor;
 use detr_model::weights::WeightFormat;
 use serde_json::json;
 
@@ -65,7 +66,7 @@ fn evaluate_keeps_every_query_and_scores_its_own_detections_perfectly() {
         &device,
     )
     .unwrap();
-    let pre = Preprocess {
+    let pre = ValidationTransform {
         shortest_side: fx.shortest_side,
         longest_side: Some(fx.longest_side),
         ..Default::default()

@@ -11,7 +11,8 @@ use burn::backend::Flex;
 use common::{fixture, fixtures, model_fixtures, FixturePrediction};
 use datasets::dataset::decode_rgb;
 use detr_infer::model::{load_model, resolve_config};
-use detr_infer::predict::{Prediction, Predictor, Preprocess};
+use datasets::transforms::ValidationTransform;
+use detr_infer::predict::{Prediction, Predictor};
 use detr_model::weights::WeightFormat;
 use image::RgbImage;
 
@@ -28,7 +29,7 @@ fn predictor_on<B: burn::tensor::backend::Backend>(
         report.missing.is_empty() && report.unexpected.is_empty(),
         "{report}"
     );
-    let pre = Preprocess {
+    let pre = ValidationTransform {
         shortest_side: fx.shortest_side,
         longest_side: Some(fx.longest_side),
         ..Default::default()
