@@ -4,6 +4,7 @@
 //! box heads with auxiliary outputs, post-processing, and checkpoints in the official PyTorch,
 //! Hugging Face and native Burn formats.
 
+pub mod atomic_write;
 pub mod backbone;
 pub mod box_ops;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod postprocess;
 pub mod transformer;
 pub mod weights;
 
+pub use atomic_write::write_atomic;
 pub use config::{BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind, PRESETS};
 pub use detr::{Detr, DetrIntermediates, DetrOutput, Mlp};
 pub use error::ModelError;

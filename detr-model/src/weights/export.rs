@@ -16,7 +16,7 @@ use burn::tensor::TensorData;
 use serde_json::{json, Value};
 
 use super::keymap::{official_to_hf, HfBackbone, HfName};
-use super::native::write_atomic;
+use crate::atomic_write::write_atomic;
 use super::sources::TensorMap;
 use super::to_official;
 use crate::backbone::BackboneNormKind;
