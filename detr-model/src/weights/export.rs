@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::TensorData;
 use serde_json::{json, Value};
 
-use super::keymap::{official_to_hf, HfBackbone, HfName};
+use super::hf_names::{official_to_hf, HfBackbone, HfName};
 use crate::atomic_write::write_atomic;
 use super::sources::TensorMap;
 use super::to_official;

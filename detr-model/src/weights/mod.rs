@@ -9,6 +9,7 @@
 
 pub mod container;
 pub mod export;
+pub mod hf_names;
 pub mod keymap;
 pub mod native;
 pub mod report;
@@ -27,10 +28,8 @@ pub use export::{
     check_hf_representable, detr_config_from_hf, export_hf, export_official, hf_config_json, to_hf,
     ExportSummary,
 };
-pub use keymap::{
-    hf_to_official, official_layout, official_to_hf, torchvision_to_official, HfBackbone, HfName,
-    HfTarget, OfficialEntry, Transform,
-};
+pub use hf_names::{hf_to_official, official_to_hf, HfBackbone, HfName, HfTarget};
+pub use keymap::{official_layout, torchvision_to_official, OfficialEntry, Transform};
 pub use native::{load_record, save_record};
 pub use report::LoadReport;
 pub use sources::TensorMap;
