@@ -9,6 +9,7 @@
 
 pub mod container;
 pub mod export;
+pub mod file_kind;
 pub mod hf_names;
 pub mod keymap;
 pub mod native;
@@ -309,7 +310,7 @@ pub fn load_checkpoint<B: Backend>(
     format: WeightFormat,
     options: LoadOptions,
 ) -> Result<(Detr<B>, LoadReport), ModelError> {
-    container::check_plausible(path)?;
+    file_kind::check_plausible(path)?;
     let is_native = format == WeightFormat::Burn
         || (format == WeightFormat::Auto
             && path
