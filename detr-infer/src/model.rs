@@ -314,13 +314,22 @@ fn check_agrees(weights: &Path, stored: &DetrConfig, requested: &RequestedConfig
 
 /// Builds the network of `config` on `device` and loads `weights` into it. Loading is strict:
 /// every tensor of the model must come from the file and nothing may be left over, since a
-/// partly random detector gives meaningless predictions.
+/// partly random detector gives meaningless predictions (so a backbone-only torchvision
+/// checkpoint is refused at once).
 pub fn load_model<B: Backend>(
     config: &DetrConfig,
     weights: &Path,
     format: WeightFormat,
     device: &B::Device,
 ) -> Result<(Detr<B>, LoadReport)> {
+    if format == WeightFormat::TorchvisionPth {
+        return Err(InferError::Config(format!(
+            "--format {format}: {} would give a ResNet backbone only; predicting, evaluating \
+             and exporting need a whole DETR checkpoint (detr-train uses torchvision weights \
+             to initialise a backbone)",
+            weights.display()
+        )));
+    }
     check_weights_path(weights)?;
     let model = config.init::<B>(device)?;
     let options = LoadOptions {

@@ -269,6 +269,8 @@ fn out_of_range_options_are_refused() {
         (vec!["--batch-size", "0"], "at least 1"),
         (vec!["--shortest-side", "0"], "at least 1"),
         (vec!["--num-classes", "0"], "at least 1"),
+        (vec!["--format", "onnx"], "hf-safetensors"),
+        (vec!["--format", "torchvision"], "ResNet backbone only"),
     ] {
         let res = predict(&weights, &run.join("out"), &args, &[&image()]);
         let msg = text(&res);
