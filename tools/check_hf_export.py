@@ -13,7 +13,7 @@
 4. the refusals: `--preset tiny` (GroupNorm) for `--format hf` must fail naming
    `backbone_norm`, without writing anything.
 
-    cargo build -p detr-infer --release
+    cargo build -p detr-infer --release     # a debug build works too (the models are tiny)
     python tools/check_hf_export.py [--bin target/release/detr-infer]
 
 Requirements: torch, transformers (5.x), safetensors, Pillow, numpy.
@@ -142,7 +142,8 @@ def main():
         print(f"FAILED: --preset tiny was not refused clearly: {res.returncode} {res.stderr}")
         ok = False
     else:
-        print(f"--preset tiny --format hf refused: {res.stderr.strip().splitlines()[-1]}")
+        # The first line is the error (a backtrace may follow when RUST_BACKTRACE is set).
+        print(f"--preset tiny --format hf refused: {res.stderr.strip().splitlines()[0]}")
 
     print("ALL OK" if ok else "SOME CHECKS FAILED")
     sys.exit(0 if ok else 1)
