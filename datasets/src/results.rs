@@ -159,10 +159,7 @@ pub fn read_results(path: impl AsRef<Path>) -> Result<Vec<CocoResult>, ResultsEr
 }
 
 /// Writes a COCO results file (compact JSON, written to a temporary file then renamed).
-pub fn write_results(
-    path: impl AsRef<Path>,
-    results: &[CocoResult],
-) -> Result<(), ResultsError> {
+pub fn write_results(path: impl AsRef<Path>, results: &[CocoResult]) -> Result<(), ResultsError> {
     let path = path.as_ref();
     let io_err = |source| ResultsError::Io {
         path: path.to_owned(),

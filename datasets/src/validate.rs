@@ -2,9 +2,9 @@
 
 use crate::coco::{CocoAnnotation, CocoFile};
 use crate::error::{parse_value, write_value_name, DatasetError, Result};
-use clap::ValueEnum;
 use crate::layout::SplitPaths;
 use crate::target::{prepare_target, DroppedBoxes};
+use clap::ValueEnum;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::path::Path;
 use common::TempDir;
 use datasets::dataset::decode_rgb;
 use datasets::validate::{check_image_file, check_split, ImageCheck};
-use datasets::{CocoSplit, CocoFile, OpenOptions, Pipeline, SplitPaths};
+use datasets::{CocoFile, CocoSplit, OpenOptions, Pipeline, SplitPaths};
 
 fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {

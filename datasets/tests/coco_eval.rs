@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use datasets::coco_eval::{
-    evaluate, params, read_ground_truth, CocoEvalError, CocoEvaluator, CocoGroundTruth,
-    EvalParams,
+    evaluate, params, read_ground_truth, CocoEvalError, CocoEvaluator, CocoGroundTruth, EvalParams,
 };
 use datasets::results::{read_results, write_results, CocoResult, ScoredBoxes};
 use datasets::CocoFile;

@@ -315,7 +315,10 @@ fn validation_transform_is_defined_once() {
     };
     let piped = small.pipeline().apply(sample, &mut SeedRng::new(0));
     assert_eq!(prepared.image, piped.image);
-    assert_eq!((prepared.height, prepared.width), (piped.height, piped.width));
+    assert_eq!(
+        (prepared.height, prepared.width),
+        (piped.height, piped.width)
+    );
     // The original's size rule: short side round(67·37/90) = 28, long side int(28·90/37) = 68.
     assert_eq!((prepared.height, prepared.width), (68, 28));
     assert_eq!(prepared.target.orig_size, [90, 37]);

@@ -15,9 +15,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
+use datasets::transforms::ValidationTransform;
 use detr_infer::backend::{run_on, BackendKind, BackendTask};
 use detr_infer::model::resolve_config;
-use datasets::transforms::ValidationTransform;
 use detr_infer::predict::Predictor;
 use image::{Rgb, RgbImage};
 

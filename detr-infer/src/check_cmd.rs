@@ -46,7 +46,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let targets = split_targets(&args)?;
     let mut total_problems = 0;
     for (name, paths) in &targets {
-        let report = check_split(paths, args.image_check).with_context(|| format!("split `{name}`"))?;
+        let report =
+            check_split(paths, args.image_check).with_context(|| format!("split `{name}`"))?;
         print_stats(name, &report.stats, args.num_queries);
         if let Some(warning) = batch_warning(&report.stats, args.batch_size) {
             println!("  warning: {warning}");

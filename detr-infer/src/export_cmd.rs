@@ -75,8 +75,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let (model, report) = load_model::<B>(&config, &args.weights, args.weights_format, &Default::default())
-        .with_context(|| format!("loading {}", args.weights.display()))?;
+    let (model, report) = load_model::<B>(
+        &config,
+        &args.weights,
+        args.weights_format,
+        &Default::default(),
+    )
+    .with_context(|| format!("loading {}", args.weights.display()))?;
     tracing::info!("loaded {}: {report}", args.weights.display());
     let summary = match args.format {
         ExportFormat::Hf => {

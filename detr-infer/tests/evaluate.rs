@@ -8,9 +8,9 @@ use std::process::Command;
 
 use burn::backend::Flex;
 use common::{fixture, fixtures, model_fixtures, temp_dir};
+use datasets::transforms::ValidationTransform;
 use detr_infer::evaluate::{evaluate_coco, EvaluateOptions};
 use detr_infer::model::{load_model, resolve_config};
-use datasets::transforms::ValidationTransform;
 use detr_infer::predict::Predictor;
 use detr_model::weights::WeightFormat;
 use serde_json::json;

@@ -51,7 +51,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["file.bin"]);
         // A folder where the file should go: an error naming the path, nothing left behind.
-        let err = write_atomic(&dir.join("sub"), b"x").unwrap_err().to_string();
+        let err = write_atomic(&dir.join("sub"), b"x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sub"), "{err}");
         assert_eq!(std::fs::read_dir(dir.join("sub")).unwrap().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);

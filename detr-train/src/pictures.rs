@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use datasets::transforms::ValidationTransform;
 use datasets::CocoSplit;
 use detr_infer::draw::{draw_detections_mut, BoxAnnotation, DrawStyle};
 use detr_infer::labels::Labels;
-use datasets::transforms::ValidationTransform;
 use detr_infer::predict::Predictor;
 use detr_model::Detr;
 use image::{imageops, Rgb, RgbImage};
@@ -41,7 +41,11 @@ pub fn write_validation_pictures<B: Backend>(
             .iter()
             .map(|c| (c.id as usize, c.name.clone())),
     );
-    let predictor = Predictor::new(model.clone(), device.clone(), ValidationTransform::default());
+    let predictor = Predictor::new(
+        model.clone(),
+        device.clone(),
+        ValidationTransform::default(),
+    );
     let mut written = Vec::new();
     for (index, record) in val.records().iter().take(count).enumerate() {
         let image = datasets::dataset::decode_rgb(&record.path, record.id)?;

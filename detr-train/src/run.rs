@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use datasets::loader::{DetrDataLoader, LoaderConfig};
-use datasets::{CocoSplit, CocoFile, Layout, OpenOptions};
+use datasets::{CocoFile, CocoSplit, Layout, OpenOptions};
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::Detr;
 use serde_json::json;

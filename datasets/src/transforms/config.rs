@@ -123,4 +123,3 @@ impl TransformConfig {
         self.validation().pipeline()
     }
 }
-

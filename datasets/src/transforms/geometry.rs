@@ -107,4 +107,3 @@ pub fn crop(sample: Sample, top: usize, left: usize, height: usize, width: usize
     target.size = [image.height() as usize, image.width() as usize];
     Sample { image, target }
 }
-

@@ -16,9 +16,9 @@ use burn::tensor::TensorData;
 use serde_json::{json, Value};
 
 use super::hf_names::{official_to_hf, HfBackbone, HfName};
-use crate::atomic_write::write_atomic;
 use super::sources::TensorMap;
 use super::to_official;
+use crate::atomic_write::write_atomic;
 use crate::backbone::BackboneNormKind;
 use crate::config::{BackboneKind, DetrConfig, PositionEmbeddingKind};
 use crate::detr::Detr;

@@ -410,7 +410,10 @@ mod tests {
             assert_eq!(f.to_string().parse::<WeightFormat>().unwrap(), *f);
         }
         assert_eq!(WeightFormat::TorchvisionPth.to_string(), "torchvision");
-        assert_eq!("pth".parse::<WeightFormat>().unwrap(), WeightFormat::DetrPth);
+        assert_eq!(
+            "pth".parse::<WeightFormat>().unwrap(),
+            WeightFormat::DetrPth
+        );
         assert_eq!(
             "HF".parse::<WeightFormat>().unwrap(),
             WeightFormat::HfSafetensors
