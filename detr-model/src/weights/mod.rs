@@ -46,7 +46,7 @@ pub enum WeightFormat {
     /// Decide from the extension and the tensor names.
     #[default]
     Auto,
-    /// A native Burn record written by [`save_record`] (`.mpk`).
+    /// A detr-rs model file (`.mpk`: a Burn record written by `save_record`).
     Burn,
     /// facebookresearch/detr's `.pth` (`checkpoint["model"]`, or a bare state dict).
     #[value(alias = "pth")]
