@@ -15,7 +15,9 @@ pub mod postprocess;
 pub mod transformer;
 pub mod weights;
 
-pub use config::{BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind, PRESETS};
+pub use config::{
+    BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind, Preset, PRESETS,
+};
 pub use detr::{Detr, DetrIntermediates, DetrOutput, Mlp};
 pub use error::ModelError;
 pub use postprocess::{postprocess, ImageDetections};

@@ -20,6 +20,9 @@ pub enum TrainError {
     /// The model (configuration or checkpoint).
     #[error(transparent)]
     Model(#[from] detr_model::ModelError),
+    /// The backend or its devices.
+    #[error(transparent)]
+    Backend(#[from] detr_infer::InferError),
     /// The data.
     #[error(transparent)]
     Data(#[from] datasets::DatasetError),

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod pictures;
 pub mod plot;
 pub mod renderer;
+pub mod resolve;
 pub mod run;
 pub mod schedule;
 pub mod step;

@@ -124,7 +124,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             }
         }
         if losses.count() == 0 {
-            return Err(TrainError::Config(
+            return Err(TrainError::NothingToTrain(
                 "the validation split yielded no batch: nothing to evaluate".into(),
             ));
         }
@@ -160,7 +160,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         state: &TrainState,
     ) -> Result<(), TrainError> {
         checkpoint::save(
-            &self.cfg.output_dir.join(name),
+            &self.cfg.run.output_dir.join(name),
             &learner_model.model,
             &self.optim,
             state,
@@ -178,7 +178,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         state: &mut TrainState,
     ) -> Result<(), TrainError> {
         let cfg = &self.cfg;
-        if cfg.eval {
+        if cfg.run.eval {
             let global = Progress::new(state.epoch.max(1), state.epoch.max(1));
             let model = learner.model().valid();
             let r = self.validate(&model, valid, processor, &global, interrupter)?;
@@ -188,10 +188,10 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         }
         let start = Instant::now();
         let first_epoch = state.epoch;
-        let print_freq = cfg.print_freq.max(1);
-        while state.epoch < cfg.epochs {
+        let print_freq = cfg.run.print_freq.max(1);
+        while state.epoch < cfg.optim.epochs {
             let epoch = state.epoch;
-            let global = Progress::new(epoch + 1, cfg.epochs);
+            let global = Progress::new(epoch + 1, cfg.optim.epochs);
             let t0 = Instant::now();
             let mut avg = Averages::default();
             let mut lr_epoch = None;
@@ -265,7 +265,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             }
             state.epoch += 1;
             let lr = lr_epoch.unwrap_or(f64::NAN);
-            let validate = (epoch + 1).is_multiple_of(cfg.eval_every) || epoch + 1 == cfg.epochs;
+            let validate = (epoch + 1).is_multiple_of(cfg.run.eval_every) || epoch + 1 == cfg.optim.epochs;
             let model = learner.model();
             state.history.push(crate::run::log_line(
                 epoch,
@@ -277,7 +277,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             ));
             // The epoch is safe before validation runs.
             self.save("checkpoint.mpk", &model, state)?;
-            let drops = (epoch + 1).is_multiple_of(cfg.lr_drop) && epoch + 1 < cfg.epochs;
+            let drops = (epoch + 1).is_multiple_of(cfg.optim.lr_drop) && epoch + 1 < cfg.optim.epochs;
             if drops {
                 self.save(&format!("checkpoint{epoch:04}.mpk"), &model, state)?;
             }
@@ -318,9 +318,9 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
                 o.last_eval = Some(r);
             }
-            crate::run::write_logs(&cfg.output_dir, &state.history)?;
+            crate::run::write_logs(&cfg.run.output_dir, &state.history)?;
             let done = state.epoch - first_epoch;
-            let remaining = (cfg.epochs - state.epoch) as f64 * start.elapsed().as_secs_f64()
+            let remaining = (cfg.optim.epochs - state.epoch) as f64 * start.elapsed().as_secs_f64()
                 / done.max(1) as f64;
             tracing::info!(
                 "epoch {epoch} done in {}, elapsed {}, eta {}",
@@ -328,7 +328,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 fmt_secs(start.elapsed().as_secs_f64()),
                 fmt_secs(remaining)
             );
-            if cfg.early_stopping > 0 && state.epochs_without_improvement >= cfg.early_stopping {
+            if cfg.run.early_stopping > 0 && state.epochs_without_improvement >= cfg.run.early_stopping {
                 tracing::info!(
                     "early stopping: AP has not improved for {} validations (best {:.4} at epoch {})",
                     state.epochs_without_improvement,

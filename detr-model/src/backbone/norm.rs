@@ -17,13 +17,16 @@ use crate::error::ModelError;
 /// Which normalisation a backbone uses. Serialised as `frozen` or `group` (`frozen_bn` and
 /// `gn` are accepted too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BackboneNormKind {
     /// FrozenBatchNorm2d: constant statistics (the original; for pretrained backbones).
     #[serde(alias = "frozen_bn")]
+    #[cfg_attr(feature = "clap", value(alias = "frozen_bn"))]
     Frozen,
     /// Trainable GroupNorm with [`group_norm_groups`] groups (for training from scratch).
     #[serde(alias = "gn")]
+    #[cfg_attr(feature = "clap", value(alias = "gn"))]
     Group,
 }
 
