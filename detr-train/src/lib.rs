@@ -6,6 +6,7 @@
 pub mod assignment;
 mod box_pairs;
 pub mod checkpoint;
+pub mod components;
 pub mod config;
 pub mod criterion;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod strategy;
 pub mod trainer;
 
 pub use checkpoint::TrainState;
+pub use components::{Component, LayerLosses, LossComponents};
 pub use config::TrainConfig;
 pub use criterion::{CriterionError, CriterionOutput, SetCriterion, SetCriterionConfig};
 pub use error::TrainError;

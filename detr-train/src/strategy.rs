@@ -106,7 +106,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             if let Some(e) = out.failure.take() {
                 return Err(e);
             }
-            losses.add(&out.components);
+            losses.add(&out.components.named());
             for d in &out.detections {
                 ignored += add_detections(&mut evaluator, d)?;
             }
@@ -211,7 +211,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 state.step += 1;
                 let lr = learner.lr_current();
                 lr_epoch.get_or_insert(lr);
-                let mut values = out.item.components.clone();
+                let mut values = out.item.components.named();
                 values.push((
                     "grad_norm".into(),
                     self.optim.last_grad_norm().unwrap_or(f32::NAN),

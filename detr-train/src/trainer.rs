@@ -26,8 +26,8 @@ use crate::step::{DetrTraining, ImageResult, StepBatch};
 /// The values of one training step.
 #[derive(Debug, Clone)]
 pub struct StepStats {
-    /// Every loss component (unweighted, named like the original), `loss` first.
-    pub components: Vec<(String, f32)>,
+    /// Every loss component (unweighted).
+    pub components: crate::components::LossComponents,
     /// Total gradient norm before clipping.
     pub grad_norm: Option<f32>,
     /// Learning rate of the non-backbone group.

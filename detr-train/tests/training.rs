@@ -156,10 +156,10 @@ fn loss_falls_when_overfitting_one_batch() {
         c.model.arch.dropout = 0.0;
         c
     });
-    let first = t.train_step(batch(0)).unwrap().components[0].1;
+    let first = t.train_step(batch(0)).unwrap().components.loss;
     let mut last = first;
     for _ in 0..24 {
-        last = t.train_step(batch(0)).unwrap().components[0].1;
+        last = t.train_step(batch(0)).unwrap().components.loss;
     }
     assert!(first.is_finite() && last.is_finite());
     assert!(last < 0.7 * first, "loss went from {first} to {last}");
@@ -402,7 +402,7 @@ fn data_parallel_over_two_devices_gives_the_single_device_update() {
         .unwrap();
     let a = single.train_step(batch(0)).unwrap();
     let b = parallel.train_step(batch(0)).unwrap();
-    for ((ka, va), (kb, vb)) in a.components.iter().zip(&b.components) {
+    for ((ka, va), (kb, vb)) in a.components.named().iter().zip(&b.components.named()) {
         assert_eq!(ka, kb);
         assert!(
             (va - vb).abs() <= 1e-4 * va.abs().max(1.0),
