@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
@@ -17,6 +18,7 @@ use detr_model::Detr;
 use serde_json::json;
 
 use crate::checkpoint::{self, TrainState};
+use crate::ema::ModelEma;
 use crate::config::{DatasetKind, TrainConfig};
 use crate::error::TrainError;
 use crate::loader::StepLoader;
@@ -458,6 +460,14 @@ pub fn run<B: AutodiffBackend>(
     let n_parameters = model.num_trainable_params();
     tracing::info!("trainable parameters: {n_parameters}");
     let criterion = cfg.criterion_config(model.num_classes).init()?;
+    // The moving average of a resumed run continues from the file saved beside its
+    // checkpoint; otherwise it starts at the model's weights (in the strategy).
+    let ema = match (&resume, cfg.optim.ema_decay) {
+        (Some(ResumeFrom::Checkpoint(path, _)), Some(decay)) => {
+            ModelEma::load_beside(path, model.valid(), decay)?
+        }
+        _ => None,
+    };
 
     let val_pictures = splits.val.clone();
     let val_loader = DetrDataLoader::<B::InnerBackend>::new(
@@ -519,6 +529,8 @@ pub fn run<B: AutodiffBackend>(
         n_parameters,
         dashboard,
         outcome: outcome.clone(),
+        ema: Mutex::new(ema),
+        model_config: cfg.model_config(num_classes)?,
     };
     let schedule = StepLr::new(cfg.optim.lr, cfg.optim.lr_drop, cfg.optim.lr_gamma);
     let scheduler = StepLrScheduler::new(schedule, steps_per_epoch as u64, start_state.step);
@@ -547,11 +559,12 @@ pub fn run<B: AutodiffBackend>(
     let t0 = Instant::now();
     let result = training.launch(learner);
     let seconds = t0.elapsed().as_secs_f64();
-    let outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(e) = outcome.error {
         return Err(e);
     }
-    let final_model: Detr<B::InnerBackend> = result.model.model;
+    // With `--ema_decay` the moving average is the run's model.
+    let final_model: Detr<B::InnerBackend> = outcome.ema.take().unwrap_or(result.model.model);
     if cfg.run.eval {
         let Some(r) = outcome.last_eval else {
             return Err(TrainError::NothingToTrain(

@@ -28,8 +28,10 @@ use burn::train::{
 };
 use datasets::coco_eval::CocoEvaluator;
 use datasets::CocoFile;
+use detr_model::{Detr, DetrConfig};
 
 use crate::checkpoint::{self, TrainState};
+use crate::ema::ModelEma;
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::optim::DetrOptimizer;
@@ -42,8 +44,8 @@ pub type DetrComponents<B> =
     LearningComponentsMarker<B, StepLrScheduler, DetrTraining<B>, DetrOptimizer<B>>;
 
 /// What a run left behind, read by [`crate::run::run`] once `launch` returns.
-#[derive(Debug, Default)]
-pub struct Outcome {
+#[derive(Debug)]
+pub struct Outcome<B: AutodiffBackend> {
     /// The progress at the end (epoch, step, history, best).
     pub state: TrainState,
     /// Why the run stopped early with an error (non-finite loss, bad data, I/O).
@@ -54,6 +56,8 @@ pub struct Outcome {
     pub stopped_early: bool,
     /// The interrupter stopped the run (e.g. `q` in the dashboard).
     pub interrupted: bool,
+    /// The moving average of the weights at the end (`--ema_decay`).
+    pub ema: Option<Detr<<B as AutodiffBackend>::InnerBackend>>,
 }
 
 /// DETR's epoch loop on Burn's `Learner` (see the module documentation).
@@ -71,13 +75,30 @@ pub struct DetrStrategy<B: AutodiffBackend> {
     /// Burn's dashboard is shown: no progress lines on standard output.
     pub dashboard: bool,
     /// Where the result goes.
-    pub outcome: Arc<Mutex<Outcome>>,
+    pub outcome: Arc<Mutex<Outcome<B>>>,
+    /// The moving average of the weights to continue (`--ema_decay`; taken at the start).
+    pub ema: Mutex<Option<ModelEma<B::InnerBackend>>>,
+    /// The model's configuration (for the saved moving average).
+    pub model_config: DetrConfig,
+}
+
+impl<B: AutodiffBackend> Default for Outcome<B> {
+    fn default() -> Self {
+        Self {
+            state: TrainState::default(),
+            error: None,
+            last_eval: None,
+            stopped_early: false,
+            interrupted: false,
+            ema: None,
+        }
+    }
 }
 
 type Processor<B> = SupervisedTrainingEventProcessor<DetrComponents<B>>;
 
 impl<B: AutodiffBackend> DetrStrategy<B> {
-    fn finish(&self, state: TrainState, f: impl FnOnce(&mut Outcome)) {
+    fn finish(&self, state: TrainState, f: impl FnOnce(&mut Outcome<B>)) {
         let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         o.state = state;
         f(&mut o);
@@ -157,14 +178,27 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         &self,
         name: &str,
         learner_model: &DetrTraining<B>,
+        ema: Option<&ModelEma<B::InnerBackend>>,
         state: &TrainState,
     ) -> Result<(), TrainError> {
-        checkpoint::save(
-            &self.cfg.run.output_dir.join(name),
-            &learner_model.model,
-            &self.optim,
-            state,
-        )
+        let path = self.cfg.run.output_dir.join(name);
+        // The average first: a checkpoint never stands beside an older average.
+        if let Some(e) = ema {
+            e.save_beside(&path, &self.model_config)?;
+        }
+        checkpoint::save(&path, &learner_model.model, &self.optim, state)
+    }
+
+    /// The model validation runs on: the moving average when there is one.
+    fn validation_model(
+        model: &DetrTraining<B>,
+        ema: Option<&ModelEma<B::InnerBackend>>,
+    ) -> DetrTraining<B::InnerBackend> {
+        let valid = model.valid();
+        match ema {
+            Some(e) => DetrTraining::new(e.model().clone(), valid.criterion, valid.seed),
+            None => valid,
+        }
     }
 
     #[allow(clippy::too_many_lines)]
@@ -176,11 +210,12 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         processor: &mut Processor<B>,
         interrupter: &Interrupter,
         state: &mut TrainState,
+        ema: &mut Option<ModelEma<B::InnerBackend>>,
     ) -> Result<(), TrainError> {
         let cfg = &self.cfg;
         if cfg.run.eval {
             let global = Progress::new(state.epoch.max(1), state.epoch.max(1));
-            let model = learner.model().valid();
+            let model = Self::validation_model(&learner.model(), ema.as_ref());
             let r = self.validate(&model, valid, processor, &global, interrupter)?;
             let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
             o.last_eval = Some(r);
@@ -208,6 +243,9 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                     return Err(e);
                 }
                 learner.optimizer_step(out.grads);
+                if let Some(e) = ema.as_mut() {
+                    e.update(&learner.model().model.valid());
+                }
                 state.step += 1;
                 let lr = learner.lr_current();
                 lr_epoch.get_or_insert(lr);
@@ -276,13 +314,14 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 t0.elapsed().as_secs_f64(),
             ));
             // The epoch is safe before validation runs.
-            self.save("checkpoint.mpk", &model, state)?;
+            self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
             let drops = (epoch + 1).is_multiple_of(cfg.optim.lr_drop) && epoch + 1 < cfg.optim.epochs;
             if drops {
-                self.save(&format!("checkpoint{epoch:04}.mpk"), &model, state)?;
+                self.save(&format!("checkpoint{epoch:04}.mpk"), &model, ema.as_ref(), state)?;
             }
             if validate {
-                let r = self.validate(&model.valid(), valid, processor, &global, interrupter)?;
+                let vmodel = Self::validation_model(&model, ema.as_ref());
+                let r = self.validate(&vmodel, valid, processor, &global, interrupter)?;
                 tracing::info!(
                     "epoch {epoch}: AP {:.4} AP50 {:.4} (test loss {:.4})",
                     r.coco_stats[0],
@@ -308,12 +347,12 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 } else {
                     state.epochs_without_improvement += 1;
                 }
-                self.save("checkpoint.mpk", &model, state)?;
+                self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
                 if drops {
-                    self.save(&format!("checkpoint{epoch:04}.mpk"), &model, state)?;
+                    self.save(&format!("checkpoint{epoch:04}.mpk"), &model, ema.as_ref(), state)?;
                 }
                 if better {
-                    self.save("checkpoint_best.mpk", &model, state)?;
+                    self.save("checkpoint_best.mpk", &model, ema.as_ref(), state)?;
                 }
                 let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
                 o.last_eval = Some(r);
@@ -356,6 +395,17 @@ impl<B: AutodiffBackend> SupervisedLearningStrategy<DetrComponents<B>> for DetrS
         let mut processor = components.event_processor;
         let interrupter = components.interrupter;
         let mut state = self.start.clone();
+        let mut ema = self
+            .ema
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .or_else(|| {
+                self.cfg
+                    .optim
+                    .ema_decay
+                    .map(|d| ModelEma::new(learner.model().model.valid(), d))
+            });
         let result = self.run_epochs(
             &mut learner,
             &train,
@@ -363,8 +413,12 @@ impl<B: AutodiffBackend> SupervisedLearningStrategy<DetrComponents<B>> for DetrS
             &mut processor,
             &interrupter,
             &mut state,
+            &mut ema,
         );
-        self.finish(state, |o| o.error = result.err());
+        self.finish(state, |o| {
+            o.error = result.err();
+            o.ema = ema.map(|e| e.model().clone());
+        });
         (learner.model(), processor)
     }
 }

@@ -534,3 +534,61 @@ fn eval_resume_of_an_official_pth_gives_the_reference_losses() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `--ema_decay`: the moving average is saved beside each checkpoint, continues exactly
+/// across a resume, and is the run's `model.mpk`.
+#[test]
+fn the_weight_average_resumes_exactly_and_is_the_final_model() {
+    let _g = serial();
+    let root = tmp("ema");
+    let full = {
+        let mut c = micro(&root);
+        c.run.output_dir = root.join("full");
+        c.model.num_classes = Some(6);
+        c.optim.ema_decay = Some(0.5);
+        c
+    };
+    run::<B>(full.clone(), vec![Default::default()]).unwrap();
+    let ema_file = full.run.output_dir.join("checkpoint.mpk.ema.mpk");
+    assert!(ema_file.is_file(), "the average is saved beside the checkpoint");
+    let half = {
+        let mut c = full.clone();
+        c.run.output_dir = root.join("half");
+        c.optim.epochs = 1;
+        c
+    };
+    run::<B>(half.clone(), vec![Default::default()]).unwrap();
+    let resumed = {
+        let mut c = half.clone();
+        c.run.resume = Some(half.run.output_dir.join("checkpoint.mpk"));
+        c.optim.epochs = 2;
+        c
+    };
+    run::<B>(resumed, vec![Default::default()]).unwrap();
+    let model_values = |path: &Path| {
+        let device = Default::default();
+        let (model, _) = detr_train::run::build_model::<Flex>(&full, 6, &device).unwrap();
+        let (model, _) = detr_model::weights::load_checkpoint(
+            model,
+            path,
+            detr_model::weights::WeightFormat::Auto,
+            detr_model::weights::LoadOptions {
+                strict: true,
+                reinit_class_head: false,
+            },
+        )
+        .unwrap();
+        let mut v = Values::default();
+        model.visit(&mut v);
+        v.0
+    };
+    let a = model_values(&ema_file);
+    let b = model_values(&half.run.output_dir.join("checkpoint.mpk.ema.mpk"));
+    assert_eq!(a, b, "the average after a resume differs from the uninterrupted one");
+    // The final model is the average, not the last weights.
+    let final_model = model_values(&full.run.output_dir.join("model.mpk"));
+    assert_eq!(final_model, a);
+    let last = checkpoint_values(&full, &full.run.output_dir.join("checkpoint.mpk"));
+    assert_ne!(last, a, "with decay 0.5 the average is not the last weights");
+    let _ = std::fs::remove_dir_all(&root);
+}
