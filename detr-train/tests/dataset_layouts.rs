@@ -29,7 +29,7 @@ fn training_opens_every_layout_without_split_names() {
         generate(&root, &options).unwrap();
         let cfg = {
             let mut c = TrainConfig::default();
-            c.data.dataset_file = "coco".into();
+            c.data.dataset_file = detr_train::config::DatasetKind::Coco;
             c.data.coco_path = root.clone();
             c
         };
@@ -52,7 +52,7 @@ fn a_folder_without_a_dataset_names_every_place_looked_at() {
     std::fs::create_dir_all(&root).unwrap();
     let cfg = {
         let mut c = TrainConfig::default();
-        c.data.dataset_file = "coco".into();
+        c.data.dataset_file = detr_train::config::DatasetKind::Coco;
         c.data.coco_path = root.clone();
         c
     };

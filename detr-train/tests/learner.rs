@@ -206,7 +206,7 @@ fn coco_category_ids_with_gaps_train_validate_and_evaluate() {
     assert!(stats.iter().all(|v| (-1.0..=1.0).contains(v)), "{stats:?}");
     assert!(cfg.run.output_dir.join("checkpoint.mpk").is_file());
     let eval = {
-        let mut c = cfg;
+        let mut c = cfg.clone();
         c.run.resume = Some(cfg.run.output_dir.join("checkpoint.mpk"));
         c.run.eval = true;
         c.run.output_dir = root.join("eval");
@@ -269,6 +269,7 @@ fn runs_that_would_train_nothing_are_clear_errors() {
     // An empty training split, then an empty validation split.
     let empty = |split: &str| {
         let path = cfg
+            .data
             .coco_path
             .join(format!("annotations/instances_{split}.json"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -313,7 +314,7 @@ fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
     for other in [
         {
             let mut c = cfg.clone();
-            c.model.arch.backbone_norm = "frozen".into();
+            c.model.arch.backbone_norm = detr_model::BackboneNormKind::Frozen;
             c
         },
         {

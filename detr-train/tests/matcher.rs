@@ -418,7 +418,7 @@ fn forward_output_equals_forward() {
     let b = criterion.forward_output(output, &targets).unwrap();
     assert_eq!(a.components().unwrap(), b.components().unwrap());
     assert_eq!(a.indices, b.indices);
-    assert_eq!(a.component_names().len(), 6 + 4 * 2);
+    assert_eq!(a.components().unwrap().named().len(), 6 + 4 * 2);
 }
 
 /// `detr_model::box_ops::generalized_box_iou` (pairwise, broadcasting `[N,1]` against `[1,M]`)

@@ -210,7 +210,7 @@ fn frozen_batch_norm_stem_and_layer1_never_change() {
     // The original's backbone (the tiny preset trains a GroupNorm backbone from scratch).
     let mut t = trainer({
         let mut c = config();
-        c.model.arch.backbone_norm = "frozen".into();
+        c.model.arch.backbone_norm = detr_model::BackboneNormKind::Frozen;
         c.model.arch.train_stem_and_layer1 = false;
         c
     });
