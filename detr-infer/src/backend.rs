@@ -134,7 +134,10 @@ pub fn run_on_devices<T: BackendTask>(
             use burn::backend::wgpu::WgpuDevice;
             let devices = match indices {
                 [] | [0] => vec![WgpuDevice::default()],
-                _ => indices.iter().map(|&i| WgpuDevice::DiscreteGpu(i)).collect(),
+                _ => indices
+                    .iter()
+                    .map(|&i| WgpuDevice::DiscreteGpu(i))
+                    .collect(),
             };
             run_on_gpu::<burn::backend::Wgpu, T>(kind, devices, task)
         }

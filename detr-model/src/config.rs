@@ -141,7 +141,10 @@ pub struct DetrConfig {
     /// Normalisation in the backbone: `frozen` (FrozenBatchNorm2d, the original's, for
     /// pretrained backbones) or `group` (trainable GroupNorm, for training from scratch).
     #[config(default = "BackboneNormKind::Frozen")]
-    #[cfg_attr(feature = "clap", arg(long = "backbone_norm", required = false, value_enum))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "backbone_norm", required = false, value_enum)
+    )]
     pub backbone_norm: BackboneNormKind,
     /// Train the stem and `layer1` too (the original freezes them: they come pretrained).
     #[config(default = false)]
@@ -159,7 +162,10 @@ pub struct DetrConfig {
     pub dilation: bool,
     /// `sine` or `learned` (the original's `v2` and `v3` are accepted as aliases).
     #[config(default = "PositionEmbeddingKind::Sine")]
-    #[cfg_attr(feature = "clap", arg(long = "position_embedding", required = false, value_enum))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "position_embedding", required = false, value_enum)
+    )]
     pub position_embedding: PositionEmbeddingKind,
     /// Encoder layers.
     #[config(default = 6)]

@@ -134,7 +134,11 @@ impl LossComponents {
             last: self.last.zip_with(&other.last, f),
             class_error: f(self.class_error, other.class_error),
             aux: if self.aux.is_empty() {
-                other.aux.iter().map(|l| LayerLosses::default().zip_with(l, f)).collect()
+                other
+                    .aux
+                    .iter()
+                    .map(|l| LayerLosses::default().zip_with(l, f))
+                    .collect()
             } else {
                 self.aux
                     .iter()

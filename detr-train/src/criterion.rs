@@ -36,8 +36,8 @@ use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, Tenso
 use datasets::DetectionTarget;
 use detr_model::DetrOutput;
 
-use crate::components::{LayerLosses, LossComponents};
 use crate::box_pairs::{paired_giou_cxcywh, planes};
+use crate::components::{LayerLosses, LossComponents};
 use crate::matcher::{
     HungarianMatcher, HungarianMatcherConfig, ImageMatch, MatcherError, TargetBatch,
 };

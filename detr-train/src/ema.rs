@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use detr_model::{Detr, DetrConfig};
@@ -49,6 +49,17 @@ impl<B: Backend> ModuleMapper<B> for Blend<B> {
             None => ema,
         };
         Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// Gives every parameter a new id (the native loader tells loaded parameters by their id, and
+/// the average shares the training model's).
+struct FreshIds;
+
+impl<B: Backend> ModuleMapper<B> for FreshIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(ParamId::new(), value, mapper)
     }
 }
 
@@ -99,7 +110,7 @@ impl<B: Backend> ModelEma<B> {
             return Ok(None);
         }
         let (model, _) = detr_model::weights::load_checkpoint(
-            model,
+            model.map(&mut FreshIds),
             &path,
             detr_model::weights::WeightFormat::Auto,
             detr_model::weights::LoadOptions {
@@ -141,13 +152,20 @@ mod tests {
         let b = config.init::<B>(&device).unwrap();
         let mut ema = ModelEma::new(a.clone(), 0.75);
         ema.update(&a);
-        assert_eq!(values(ema.model()), values(&a), "unchanged weights stay exact");
+        assert_eq!(
+            values(ema.model()),
+            values(&a),
+            "unchanged weights stay exact"
+        );
         ema.update(&b);
         let (va, vb, ve) = (values(&a), values(&b), values(ema.model()));
         for ((x, y), e) in va.iter().zip(&vb).zip(&ve) {
             for ((x, y), e) in x.iter().zip(y).zip(e) {
                 let want = x + (y - x) * 0.25;
-                assert!((e - want).abs() <= 1e-6 * want.abs().max(1.0), "{e} vs {want}");
+                assert!(
+                    (e - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{e} vs {want}"
+                );
             }
         }
     }

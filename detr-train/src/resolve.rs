@@ -75,7 +75,9 @@ impl FileOptions {
             let from = self
                 .path
                 .as_ref()
-                .map_or("the saved configuration".into(), |p| p.display().to_string());
+                .map_or("the saved configuration".into(), |p| {
+                    p.display().to_string()
+                });
             TrainError::Config(format!("{from}: {e}"))
         })
     }
@@ -185,8 +187,8 @@ pub fn resolve_new(matches: &ArgMatches, file: &FileOptions) -> Result<TrainConf
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
         })
         .unwrap_or_else(|| {
-            let has_path =
-                typed::<PathBuf>(matches, "coco_path").is_some() || file.get("data", "coco_path").is_some();
+            let has_path = typed::<PathBuf>(matches, "coco_path").is_some()
+                || file.get("data", "coco_path").is_some();
             if has_path {
                 DatasetKind::Coco
             } else {

@@ -18,8 +18,8 @@ use detr_model::Detr;
 use serde_json::json;
 
 use crate::checkpoint::{self, TrainState};
-use crate::ema::ModelEma;
 use crate::config::{DatasetKind, TrainConfig};
+use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::loader::StepLoader;
 use crate::metrics::{CocoMetric, ComponentMetric};
@@ -98,7 +98,8 @@ pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
     let train = if cfg.run.eval {
         None
     } else {
-        let t = CocoDetection::open_split(&cfg.data.coco_path, &train_split, None, tc.train(), &opts)?;
+        let t =
+            CocoDetection::open_split(&cfg.data.coco_path, &train_split, None, tc.train(), &opts)?;
         if t.is_empty() {
             return Err(TrainError::NothingToTrain(format!(
                 "the training split {} has no images",

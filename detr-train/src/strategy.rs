@@ -31,8 +31,8 @@ use datasets::CocoFile;
 use detr_model::{Detr, DetrConfig};
 
 use crate::checkpoint::{self, TrainState};
-use crate::ema::ModelEma;
 use crate::config::TrainConfig;
+use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::optim::DetrOptimizer;
 use crate::schedule::StepLrScheduler;
@@ -303,7 +303,8 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             }
             state.epoch += 1;
             let lr = lr_epoch.unwrap_or(f64::NAN);
-            let validate = (epoch + 1).is_multiple_of(cfg.run.eval_every) || epoch + 1 == cfg.optim.epochs;
+            let validate =
+                (epoch + 1).is_multiple_of(cfg.run.eval_every) || epoch + 1 == cfg.optim.epochs;
             let model = learner.model();
             state.history.push(crate::run::log_line(
                 epoch,
@@ -315,9 +316,15 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             ));
             // The epoch is safe before validation runs.
             self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
-            let drops = (epoch + 1).is_multiple_of(cfg.optim.lr_drop) && epoch + 1 < cfg.optim.epochs;
+            let drops =
+                (epoch + 1).is_multiple_of(cfg.optim.lr_drop) && epoch + 1 < cfg.optim.epochs;
             if drops {
-                self.save(&format!("checkpoint{epoch:04}.mpk"), &model, ema.as_ref(), state)?;
+                self.save(
+                    &format!("checkpoint{epoch:04}.mpk"),
+                    &model,
+                    ema.as_ref(),
+                    state,
+                )?;
             }
             if validate {
                 let vmodel = Self::validation_model(&model, ema.as_ref());
@@ -349,7 +356,12 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 }
                 self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
                 if drops {
-                    self.save(&format!("checkpoint{epoch:04}.mpk"), &model, ema.as_ref(), state)?;
+                    self.save(
+                        &format!("checkpoint{epoch:04}.mpk"),
+                        &model,
+                        ema.as_ref(),
+                        state,
+                    )?;
                 }
                 if better {
                     self.save("checkpoint_best.mpk", &model, ema.as_ref(), state)?;
@@ -367,7 +379,9 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 fmt_secs(start.elapsed().as_secs_f64()),
                 fmt_secs(remaining)
             );
-            if cfg.run.early_stopping > 0 && state.epochs_without_improvement >= cfg.run.early_stopping {
+            if cfg.run.early_stopping > 0
+                && state.epochs_without_improvement >= cfg.run.early_stopping
+            {
                 tracing::info!(
                     "early stopping: AP has not improved for {} validations (best {:.4} at epoch {})",
                     state.epochs_without_improvement,

@@ -158,8 +158,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// A non-finite loss is an error (nothing is updated).
     pub fn train_step(&mut self, batch: DetrBatch<B>) -> Result<StepStats, TrainError> {
         let lr = self.schedule.lr(self.state.epoch);
-        let module =
-            DetrTraining::new(self.model.clone(), self.criterion.clone(), self.config.run.seed);
+        let module = DetrTraining::new(
+            self.model.clone(),
+            self.criterion.clone(),
+            self.config.run.seed,
+        );
         let devices = if self.devices.len() > 1 {
             self.devices.clone()
         } else {

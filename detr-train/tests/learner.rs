@@ -352,7 +352,11 @@ fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
     assert_eq!(merged.model.arch, saved.model.arch);
     assert_eq!(merged.run.resume.as_deref(), Some(ckpt.as_path()));
     // The preset's own value of an option is the same model.
-    let same = resolve_resumed(&saved, &cli(&["--preset", "tiny", "--dilation", "false"]), &none);
+    let same = resolve_resumed(
+        &saved,
+        &cli(&["--preset", "tiny", "--dilation", "false"]),
+        &none,
+    );
     assert!(same.is_ok(), "{same:?}");
     let err = resolve_resumed(
         &saved,
@@ -497,10 +501,31 @@ fn eval_resume_of_an_official_pth_gives_the_reference_losses() {
             .arg("--output_dir")
             .arg(&out)
             // The fixture model's architecture (tools/make_model_fixture.py's `tiny_r18`).
-            .args(["--backbone", "resnet18", "--backbone_width", "16", "--hidden_dim", "64"])
+            .args([
+                "--backbone",
+                "resnet18",
+                "--backbone_width",
+                "16",
+                "--hidden_dim",
+                "64",
+            ])
             .args(["--nheads", "4", "--enc_layers", "2", "--dec_layers", "3"])
-            .args(["--dim_feedforward", "128", "--num_queries", "12", "--num_classes", "6"])
-            .args(["--image_scale", "0.1", "--num_vis_images", "0", "--num_workers", "1"]);
+            .args([
+                "--dim_feedforward",
+                "128",
+                "--num_queries",
+                "12",
+                "--num_classes",
+                "6",
+            ])
+            .args([
+                "--image_scale",
+                "0.1",
+                "--num_vis_images",
+                "0",
+                "--num_workers",
+                "1",
+            ]);
         let res = cmd.output().unwrap();
         let log = format!(
             "{}{}",
@@ -530,7 +555,10 @@ fn eval_resume_of_an_official_pth_gives_the_reference_losses() {
             .enumerate()
         {
             let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-            assert!((g - w).abs() <= 1e-6, "COCO number {i}: detr-rs {g}, pycocotools {w}");
+            assert!(
+                (g - w).abs() <= 1e-6,
+                "COCO number {i}: detr-rs {g}, pycocotools {w}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -551,7 +579,10 @@ fn the_weight_average_resumes_exactly_and_is_the_final_model() {
     };
     run::<B>(full.clone(), vec![Default::default()]).unwrap();
     let ema_file = full.run.output_dir.join("checkpoint.mpk.ema.mpk");
-    assert!(ema_file.is_file(), "the average is saved beside the checkpoint");
+    assert!(
+        ema_file.is_file(),
+        "the average is saved beside the checkpoint"
+    );
     let half = {
         let mut c = full.clone();
         c.run.output_dir = root.join("half");
@@ -585,11 +616,17 @@ fn the_weight_average_resumes_exactly_and_is_the_final_model() {
     };
     let a = model_values(&ema_file);
     let b = model_values(&half.run.output_dir.join("checkpoint.mpk.ema.mpk"));
-    assert_eq!(a, b, "the average after a resume differs from the uninterrupted one");
+    assert_eq!(
+        a, b,
+        "the average after a resume differs from the uninterrupted one"
+    );
     // The final model is the average, not the last weights.
     let final_model = model_values(&full.run.output_dir.join("model.mpk"));
     assert_eq!(final_model, a);
     let last = checkpoint_values(&full, &full.run.output_dir.join("checkpoint.mpk"));
-    assert_ne!(last, a, "with decay 0.5 the average is not the last weights");
+    assert_ne!(
+        last, a,
+        "with decay 0.5 the average is not the last weights"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -364,7 +364,12 @@ fn more_targets_than_queries() {
     let criterion = SetCriterionConfig::new(3).init().unwrap();
     let out = criterion.forward(logits, boxes, &targets).unwrap();
     assert_eq!(out.num_boxes, 8.0);
-    assert!(out.components().unwrap().named().iter().all(|(_, v)| v.is_finite()));
+    assert!(out
+        .components()
+        .unwrap()
+        .named()
+        .iter()
+        .all(|(_, v)| v.is_finite()));
 }
 
 #[test]
@@ -386,8 +391,10 @@ fn num_boxes_override_scales_box_losses() {
     let global = criterion
         .forward_with_num_boxes(logits.clone(), boxes.clone(), &targets, 10.0)
         .unwrap();
-    let a: std::collections::HashMap<_, _> = local.components().unwrap().named().into_iter().collect();
-    let b: std::collections::HashMap<_, _> = global.components().unwrap().named().into_iter().collect();
+    let a: std::collections::HashMap<_, _> =
+        local.components().unwrap().named().into_iter().collect();
+    let b: std::collections::HashMap<_, _> =
+        global.components().unwrap().named().into_iter().collect();
     assert!((a["loss_bbox"] / 2.0 - b["loss_bbox"]).abs() < 1e-6);
     assert!((a["loss_giou_0"] / 2.0 - b["loss_giou_0"]).abs() < 1e-6);
     assert_eq!(a["loss_ce"], b["loss_ce"]);

@@ -81,7 +81,23 @@ fn a_run_writes_every_output_then_resumes_and_evaluates() {
     }
     let resolved: TrainConfig =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(resolved, cfg);
+    // The file records the run as resolved: the class count comes from the data
+    // (largest category id + 1, as the original sizes its head), the rest as given.
+    let annotations: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("data/annotations/instances_train2017.json")).unwrap(),
+    )
+    .unwrap();
+    let max_id = annotations["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap() as usize)
+        .max()
+        .unwrap();
+    let mut expected = cfg.clone();
+    expected.model.num_classes = Some(max_id + 1);
+    expected.model.arch.num_classes = max_id + 1;
+    assert_eq!(resolved, expected);
     let lines = log_lines(&out.join("log.txt"));
     assert_eq!(lines.len(), 2);
     for (epoch, l) in lines.iter().enumerate() {
