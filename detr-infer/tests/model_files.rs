@@ -165,11 +165,11 @@ fn options_are_checked_against_the_file() {
 #[test]
 fn training_config_json_builds_the_model_of_an_old_file() {
     let run = run_dir("trainconfig");
-    let config = run.join("config.json");
+    let config_json = run.join("config.json");
     let res = predict(
         &run.join("legacy.mpk"),
         &run.join("out"),
-        &["--config", config.to_str().unwrap(), "--num-classes", "6"],
+        &["--config", config_json.to_str().unwrap(), "--num-classes", "6"],
         &[&image()],
     );
     let msg = text(&res);

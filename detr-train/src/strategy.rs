@@ -201,7 +201,8 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         }
     }
 
-    #[allow(clippy::too_many_lines)]
+    // The Learner's pieces plus the run state: grouping them would only rename them.
+    #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
     fn run_epochs(
         &self,
         learner: &mut Learner<DetrComponents<B>>,
