@@ -32,7 +32,8 @@ struct Bench {
 impl BackendTask for Bench {
     type Output = Result<Vec<f64>, String>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let device = devices.into_iter().next().unwrap_or_default();
         let config = resolve_config(Some("r50"), None, None).map_err(|e| e.to_string())?;
         let t = Instant::now();
         let model = config.init::<B>(&device).map_err(|e| e.to_string())?;

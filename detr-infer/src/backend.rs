@@ -30,7 +30,18 @@ use burn::tensor::Tensor;
 use crate::error::{InferError, Result};
 
 /// A Burn backend selectable with `--backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn-flex on the CPU (the default; far faster convolutions than ndarray).
     #[default]
@@ -44,10 +55,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// All kinds, in the order of `--help`.
-    pub const ALL: [BackendKind; 4] = [Self::Flex, Self::Ndarray, Self::Wgpu, Self::Cuda];
-
-    /// The name used on the command line.
+    /// The name used on the command line and in configuration files.
     pub fn name(self) -> &'static str {
         match self {
             Self::Flex => "flex",
@@ -76,47 +84,86 @@ impl fmt::Display for BackendKind {
 impl FromStr for BackendKind {
     type Err = InferError;
 
+    /// Parses a name as `--backend` does (any case).
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                InferError::Config(format!(
-                    "unknown backend `{s}` (expected flex, ndarray, wgpu or cuda)"
-                ))
-            })
+        <Self as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+            InferError::Config(format!(
+                "unknown backend `{s}` (expected flex, ndarray, wgpu or cuda)"
+            ))
+        })
     }
 }
 
-/// Work that is generic over the backend; [`run_on`] picks the backend at run time.
+/// Work that is generic over the backend; [`run_on`] / [`run_on_devices`] pick the backend
+/// at run time. Both binaries dispatch through it.
 pub trait BackendTask {
     /// What the work returns.
     type Output;
-    /// Runs the work on backend `B` with its default device.
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+    /// Runs the work on backend `B` with `devices` (never empty; the first is the main one).
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output;
 }
 
-/// Runs `task` on the backend `kind` (default device). Fails when the backend was not
+/// Runs `task` on the backend `kind` (its default device). Fails when the backend was not
 /// compiled into this build or, for a GPU backend, when its device cannot run
 /// ([`probe_device`]); a later device failure stops the process ([`stop_on_device_failure`]).
 pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output> {
+    run_on_devices(kind, &[], task)
+}
+
+/// Runs `task` on the backend `kind` with the devices of the given indices (`--devices 0,1`;
+/// none: the default device), like [`run_on`].
+///
+/// The CPU backends have one device: several indices there give that many copies of it, on
+/// which data-parallel training runs shards of each batch in parallel threads (flex runs many
+/// small operations on one core, so two shards use both cores of a small machine better than
+/// one). On wgpu a single index 0 is the default adapter, others are the discrete GPUs of
+/// that index; on cuda an index is the CUDA device ordinal.
+pub fn run_on_devices<T: BackendTask>(
+    kind: BackendKind,
+    indices: &[usize],
+    task: T,
+) -> Result<T::Output> {
+    let copies = indices.len().max(1);
     match kind {
-        BackendKind::Flex => Ok(task.run::<burn::backend::Flex>(Default::default())),
-        BackendKind::Ndarray => Ok(task.run::<burn::backend::NdArray>(Default::default())),
+        BackendKind::Flex => Ok(task.run::<burn::backend::Flex>(vec![Default::default(); copies])),
+        BackendKind::Ndarray => {
+            Ok(task.run::<burn::backend::NdArray>(vec![Default::default(); copies]))
+        }
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run_on_gpu::<burn::backend::Wgpu, T>(kind, task),
+        BackendKind::Wgpu => {
+            use burn::backend::wgpu::WgpuDevice;
+            let devices = match indices {
+                [] | [0] => vec![WgpuDevice::default()],
+                _ => indices
+                    .iter()
+                    .map(|&i| WgpuDevice::DiscreteGpu(i))
+                    .collect(),
+            };
+            run_on_gpu::<burn::backend::Wgpu, T>(kind, devices, task)
+        }
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run_on_gpu::<burn::backend::Cuda, T>(kind, task),
+        BackendKind::Cuda => {
+            use burn::backend::cuda::CudaDevice;
+            let devices = if indices.is_empty() {
+                vec![CudaDevice::default()]
+            } else {
+                indices.iter().map(|&i| CudaDevice::new(i)).collect()
+            };
+            run_on_gpu::<burn::backend::Cuda, T>(kind, devices, task)
+        }
         #[allow(unreachable_patterns)]
         other => Err(not_compiled(other)),
     }
 }
 
 #[allow(dead_code)] // used only with the `wgpu` or `cuda` feature
-fn run_on_gpu<B: Backend, T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output> {
-    let device = B::Device::default();
-    prepare_devices::<B>(kind, std::slice::from_ref(&device))?;
-    Ok(task.run::<B>(device))
+fn run_on_gpu<B: Backend, T: BackendTask>(
+    kind: BackendKind,
+    devices: Vec<B::Device>,
+    task: T,
+) -> Result<T::Output> {
+    prepare_devices::<B>(kind, &devices)?;
+    Ok(task.run::<B>(devices))
 }
 
 /// The error for a backend this binary was built without.

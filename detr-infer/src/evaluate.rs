@@ -7,7 +7,6 @@
 //! larger batch-mate gets different boxes and scores, and the AP depends on which images
 //! share a batch.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -90,7 +89,6 @@ pub fn evaluate_coco<B: Backend>(
         &OpenOptions::default(),
     )?;
     let gt = read_ground_truth(&split.paths().annotation_file)?;
-    let categories: HashSet<u64> = gt.categories.iter().map(|c| c.id).collect();
     let mut evaluator = CocoEvaluator::new(&gt)?;
     drop(gt);
 
@@ -108,18 +106,13 @@ pub fn evaluate_coco<B: Backend>(
         let predictions = predictor.predict_items(items, false);
         for (image_id, p) in ids.into_iter().zip(predictions) {
             let d = &p.detections;
-            let keep: Vec<usize> = (0..d.labels.len())
-                .filter(|&q| categories.contains(&(d.labels[q] as u64)))
-                .collect();
-            dropped += d.labels.len() - keep.len();
-            let scores: Vec<f32> = keep.iter().map(|&q| d.scores[q]).collect();
-            let labels: Vec<usize> = keep.iter().map(|&q| d.labels[q]).collect();
-            let boxes: Vec<[f32; 4]> = keep.iter().map(|&q| d.boxes[q]).collect();
-            evaluator.add(&ScoredBoxes {
+            // The routine validation during training uses: detections of classes that are not
+            // categories of the ground truth are left out, as pycocotools does.
+            dropped += evaluator.add_of_known_categories(&ScoredBoxes {
                 image_id,
-                scores: &scores,
-                labels: &labels,
-                boxes_xyxy: &boxes,
+                scores: &d.scores,
+                labels: &d.labels,
+                boxes_xyxy: &d.boxes,
             })?;
         }
         on_progress(&EvaluateProgress {

@@ -47,7 +47,8 @@ struct Task<'a>(&'a EvaluateArgs, EvaluateOptions, detr_model::DetrConfig);
 impl BackendTask for Task<'_> {
     type Output = Result<EvaluateReport>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let device = devices.into_iter().next().unwrap_or_default();
         let Task(args, options, config) = self;
         let predictor = args.model.predictor::<B>(&config, device)?;
         let mut last_print = 0;

@@ -53,9 +53,21 @@ pub fn read_config_file(path: &Path) -> Result<(DetrConfig, Vec<String>)> {
             "a model configuration must be a JSON object (a DetrConfig, or detr-train's config.json)",
         ));
     };
-    // A nested model section (`{"model": {...}, ...}`) is the model configuration.
+    // A nested model section (`{"model": {...}, ...}`) is the model configuration; in
+    // detr-train's config.json it holds the preset, the class count and the architecture
+    // (`arch`, every DetrConfig option).
     if let Some(Value::Object(model)) = object.get("model") {
         let mut model = model.clone();
+        if let Some(Value::Object(arch)) = model.remove("arch") {
+            let num_classes = model.remove("num_classes").filter(|v| !v.is_null());
+            for (k, v) in arch {
+                model.entry(k).or_insert(v);
+            }
+            if let Some(n) = num_classes {
+                model.insert("num_classes".into(), n);
+            }
+            model.remove("pretrained");
+        }
         if let Some(preset) = object
             .get("preset")
             .filter(|_| !model.contains_key("preset"))

@@ -150,7 +150,8 @@ struct Task<'a>(&'a PredictArgs, &'a Labels, &'a DetrConfig);
 impl BackendTask for Task<'_> {
     type Output = Result<PredictReport>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let device = devices.into_iter().next().unwrap_or_default();
         let Task(args, labels, config) = self;
         let inputs = collect_inputs(&args.inputs)?;
         let predictor = args.model.predictor::<B>(config, device)?;

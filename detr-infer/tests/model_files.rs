@@ -165,16 +165,37 @@ fn options_are_checked_against_the_file() {
 #[test]
 fn training_config_json_builds_the_model_of_an_old_file() {
     let run = run_dir("trainconfig");
-    let config = run.join("config.json");
+    let config_json = run.join("config.json");
     let res = predict(
         &run.join("legacy.mpk"),
         &run.join("out"),
-        &["--config", config.to_str().unwrap(), "--num-classes", "6"],
+        &[
+            "--config",
+            config_json.to_str().unwrap(),
+            "--num-classes",
+            "6",
+        ],
         &[&image()],
     );
     let msg = text(&res);
     assert!(res.status.success(), "{msg}");
     assert!(msg.contains("checksum"), "the note about old files: {msg}");
+    // Today's detr-train config.json: sections, the model's architecture under `model.arch`.
+    let nested = run.join("config_sections.json");
+    let tree = serde_json::json!({
+        "model": {"preset": "tiny", "num_classes": 6, "pretrained": null,
+                  "arch": serde_json::to_value(config()).unwrap()},
+        "optim": {"lr": 1e-4, "epochs": 26},
+        "run": {"backend": "flex", "devices": [0]}
+    });
+    std::fs::write(&nested, tree.to_string()).unwrap();
+    let res = predict(
+        &run.join("legacy.mpk"),
+        &run.join("out_sections"),
+        &["--config", nested.to_str().unwrap()],
+        &[&image()],
+    );
+    assert!(res.status.success(), "{}", text(&res));
     // A JSON that is neither kind says what to pass.
     let other = run.join("other.json");
     std::fs::write(&other, r#"{"learning_rate": 0.1}"#).unwrap();

@@ -7,7 +7,7 @@ pub use crate::backbone::BackboneNormKind;
 use crate::error::ModelError;
 
 /// ResNet depth used as DETR's backbone. Serialised as the original's names (`resnet50`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackboneKind {
     /// ResNet-18 (basic blocks, 512 output channels at width 64).
@@ -70,14 +70,16 @@ impl BackboneKind {
 
 /// Position embedding added to the encoder's queries and keys. Serialised as `sine` or
 /// `learned`; the original's `v2` and `v3` are accepted too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum PositionEmbeddingKind {
     /// Fixed 2-D sine/cosine embedding (the default, `v2`/`sine` in the original).
     #[serde(alias = "v2")]
+    #[value(alias = "v2")]
     Sine,
     /// Learned row and column embeddings (`v3`/`learned`), for feature maps up to 50×50.
     #[serde(alias = "v3")]
+    #[value(alias = "v3")]
     Learned,
 }
 
@@ -122,81 +124,153 @@ macro_rules! name_traits {
 name_traits!(BackboneKind, PositionEmbeddingKind, BackboneNormKind);
 
 /// Configuration of a DETR model, with the original's option names and defaults (DETR-R50).
-#[derive(Config, Debug, PartialEq)]
+#[derive(Config, Debug, PartialEq, clap::Args)]
 pub struct DetrConfig {
     /// Backbone: `resnet18`, `resnet34`, `resnet50` or `resnet101`.
     #[config(default = "BackboneKind::Resnet50")]
+    #[arg(long = "backbone", required = false, value_enum)]
     pub backbone: BackboneKind,
     /// Channels of the ResNet stem and `layer1` (64 in torchvision). Narrower widths make
     /// small CPU models and test fixtures; official weights need 64.
     #[config(default = 64)]
+    #[arg(long = "backbone_width", required = false)]
     pub backbone_width: usize,
     /// Normalisation in the backbone: `frozen` (FrozenBatchNorm2d, the original's, for
     /// pretrained backbones) or `group` (trainable GroupNorm, for training from scratch).
     #[config(default = "BackboneNormKind::Frozen")]
+    #[arg(long = "backbone_norm", required = false, value_enum)]
     pub backbone_norm: BackboneNormKind,
     /// Train the stem and `layer1` too (the original freezes them: they come pretrained).
     #[config(default = false)]
+    #[arg(long = "train_stem_and_layer1", required = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub train_stem_and_layer1: bool,
     /// DC5: replace the stride of `layer4` by a dilation of 2.
     #[config(default = false)]
+    #[arg(long = "dilation", required = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub dilation: bool,
     /// `sine` or `learned` (the original's `v2` and `v3` are accepted as aliases).
     #[config(default = "PositionEmbeddingKind::Sine")]
+    #[arg(long = "position_embedding", required = false, value_enum)]
     pub position_embedding: PositionEmbeddingKind,
     /// Encoder layers.
     #[config(default = 6)]
+    #[arg(long = "enc_layers", required = false)]
     pub enc_layers: usize,
     /// Decoder layers.
     #[config(default = 6)]
+    #[arg(long = "dec_layers", required = false)]
     pub dec_layers: usize,
     /// Hidden size of the transformer's feed-forward blocks.
     #[config(default = 2048)]
+    #[arg(long = "dim_feedforward", required = false)]
     pub dim_feedforward: usize,
     /// Transformer width (and the size of the position embedding).
     #[config(default = 256)]
+    #[arg(long = "hidden_dim", required = false)]
     pub hidden_dim: usize,
     /// Dropout in the transformer.
     #[config(default = 0.1)]
+    #[arg(long = "dropout", required = false)]
     pub dropout: f64,
     /// Attention heads.
     #[config(default = 8)]
+    #[arg(long = "nheads", required = false)]
     pub nheads: usize,
     /// Object queries (maximum detections per image).
     #[config(default = 100)]
+    #[arg(long = "num_queries", required = false)]
     pub num_queries: usize,
     /// Pre-norm transformer layers (post-norm when false, the original's default).
     #[config(default = false)]
+    #[arg(long = "pre_norm", required = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub pre_norm: bool,
     /// Return the outputs of every decoder layer (auxiliary decoding losses).
     #[config(default = true)]
+    #[arg(long = "no_aux_loss", required = false, action = clap::ArgAction::Set, num_args = 0, default_missing_value = "false", help = "Disable the auxiliary decoding losses")]
     pub aux_loss: bool,
     /// Number of classes = max category id + 1 (91 for COCO); the head has one more output
     /// for "no object".
     #[config(default = 91)]
+    #[arg(skip)]
     pub num_classes: usize,
 }
 
-/// The names accepted by [`DetrConfig::preset`].
-pub const PRESETS: [&str; 5] = ["r50", "r50-dc5", "r101", "r101-dc5", "tiny"];
-
-impl DetrConfig {
-    /// A named preset: `r50`, `r50-dc5`, `r101`, `r101-dc5` (the original's models) or `tiny`.
-    ///
-    /// `tiny` is sized to learn from scratch on a 2-core CPU: ResNet-18 at quarter width
+/// A named model: the original's four (`r50`, `r50-dc5`, `r101`, `r101-dc5`) and `tiny`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+pub enum Preset {
+    /// DETR-R50 (the original's default model).
+    #[default]
+    #[serde(rename = "r50")]
+    #[value(name = "r50")]
+    R50,
+    /// DETR-DC5-R50: dilation instead of stride in `layer4`.
+    #[serde(rename = "r50-dc5")]
+    #[value(name = "r50-dc5")]
+    R50Dc5,
+    /// DETR-R101.
+    #[serde(rename = "r101")]
+    #[value(name = "r101")]
+    R101,
+    /// DETR-DC5-R101.
+    #[serde(rename = "r101-dc5")]
+    #[value(name = "r101-dc5")]
+    R101Dc5,
+    /// Sized to learn from scratch on a 2-core CPU: ResNet-18 at quarter width
     /// (`backbone_width` 16, so `layer4` gives 128 channels) with GroupNorm and every stage
     /// trainable (no pretrained weights exist at this width), hidden 128, 4 heads, 2 encoder
     /// and 2 decoder layers, feed-forward 512 and 30 queries.
-    pub fn preset(name: &str) -> Result<Self, ModelError> {
-        let base = Self::new();
-        match name {
-            "r50" => Ok(base),
-            "r50-dc5" => Ok(base.with_dilation(true)),
-            "r101" => Ok(base.with_backbone(BackboneKind::Resnet101)),
-            "r101-dc5" => Ok(base
+    #[serde(rename = "tiny")]
+    #[value(name = "tiny")]
+    Tiny,
+}
+
+impl Preset {
+    /// Every preset, in the order of `--help`.
+    pub const ALL: [Preset; 5] = [
+        Self::R50,
+        Self::R50Dc5,
+        Self::R101,
+        Self::R101Dc5,
+        Self::Tiny,
+    ];
+
+    /// The name of the preset (`r50-dc5`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::R50 => "r50",
+            Self::R50Dc5 => "r50-dc5",
+            Self::R101 => "r101",
+            Self::R101Dc5 => "r101-dc5",
+            Self::Tiny => "tiny",
+        }
+    }
+
+    /// Parses a preset name.
+    pub fn parse(name: &str) -> Result<Self, ModelError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                ModelError::InvalidConfig(format!(
+                    "unknown preset `{name}` (expected one of {})",
+                    PRESETS.join(", ")
+                ))
+            })
+    }
+
+    /// The model configuration of this preset (91 classes, COCO's).
+    pub fn config(self) -> DetrConfig {
+        let base = DetrConfig::new();
+        match self {
+            Self::R50 => base,
+            Self::R50Dc5 => base.with_dilation(true),
+            Self::R101 => base.with_backbone(BackboneKind::Resnet101),
+            Self::R101Dc5 => base
                 .with_backbone(BackboneKind::Resnet101)
-                .with_dilation(true)),
-            "tiny" => Ok(base
+                .with_dilation(true),
+            Self::Tiny => base
                 .with_backbone(BackboneKind::Resnet18)
                 .with_backbone_width(16)
                 .with_backbone_norm(BackboneNormKind::Group)
@@ -206,12 +280,31 @@ impl DetrConfig {
                 .with_enc_layers(2)
                 .with_dec_layers(2)
                 .with_dim_feedforward(512)
-                .with_num_queries(30)),
-            other => Err(ModelError::InvalidConfig(format!(
-                "unknown preset `{other}` (expected one of {})",
-                PRESETS.join(", ")
-            ))),
+                .with_num_queries(30),
         }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The names accepted by [`DetrConfig::preset`].
+pub const PRESETS: [&str; 5] = ["r50", "r50-dc5", "r101", "r101-dc5", "tiny"];
+
+impl DetrConfig {
+    /// A named preset ([`Preset`]) by name.
+    pub fn preset(name: &str) -> Result<Self, ModelError> {
+        Ok(Preset::parse(name)?.config())
     }
 
     /// Reads a configuration saved as JSON (by [`burn::config::Config::save`] or written by

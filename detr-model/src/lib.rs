@@ -17,7 +17,9 @@ pub mod transformer;
 pub mod weights;
 
 pub use atomic_write::write_atomic;
-pub use config::{BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind, PRESETS};
+pub use config::{
+    BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind, Preset, PRESETS,
+};
 pub use detr::{Detr, DetrIntermediates, DetrOutput, Mlp};
 pub use error::ModelError;
 pub use postprocess::{postprocess, ImageDetections};

@@ -1,15 +1,22 @@
-//! [`TrainConfig`]: every option of a training run, with the original's names.
+//! [`TrainConfig`]: one configuration tree for a training run, with the original's option
+//! names.
 //!
-//! Two sets of defaults exist: [`TrainConfig::original`] is the original DETR recipe (COCO,
-//! `r50`, AdamW 1e-4 / 1e-5, batch 2, 300 epochs, StepLR at 200), and
-//! [`TrainConfig::synthetic_tiny`] is the main job's recipe (the `tiny` preset on the synthetic
-//! shapes dataset, sized to learn within 30 minutes on a 2-core CPU). A `--config` file and the
-//! command line override either.
+//! The tree has six sections: `model` (a preset and the [`DetrConfig`] it resolves to),
+//! `matcher`, `loss`, `optim` (optimiser and schedule), `data` and `run`. Each option is
+//! declared once, on its section: the field's doc comment is its `--help` line, its clap
+//! attribute its command-line flag (the original's `--lr_backbone` style), its serde name
+//! its key in a configuration file. Defaults are the library's own (`DetrConfig`,
+//! `HungarianMatcherConfig`, `SetCriterionConfig`, `OptimizerOptions`) plus two recipes:
+//! [`TrainConfig::original`] (COCO, DETR-R50, 300 epochs) and [`TrainConfig::synthetic_tiny`]
+//! (the main job). [`resolve`](crate::options::resolve) lays a file and then the command line
+//! over them: clap has no defaults here, so a flag that was not typed changes nothing.
 
 use std::path::PathBuf;
 
+use clap::{ArgAction, Args, Parser, ValueEnum};
 use datasets::{SyntheticOptions, TransformConfig};
-use detr_model::DetrConfig;
+use detr_infer::backend::BackendKind;
+use detr_model::{DetrConfig, Preset};
 use serde::{Deserialize, Serialize};
 
 use crate::criterion::SetCriterionConfig;
@@ -18,130 +25,302 @@ use crate::matcher::HungarianMatcherConfig;
 use crate::optim::OptimizerOptions;
 
 /// Every option of a training (or evaluation) run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Parser)]
+#[command(
+    name = "detr-train",
+    version,
+    about = "Train or evaluate DETR on a COCO-format dataset (the original's options and names).",
+    long_about = "Train or evaluate DETR on a COCO-format dataset, with the original's options \
+                  and names. Unset options keep the recipe's defaults: the main job's for \
+                  `--dataset_file synthetic` (the default without --coco_path), the original's \
+                  for `coco`. `--config FILE` (JSON or TOML, sections or the original's flat \
+                  names) is laid over the defaults, the command line over the file; the \
+                  resolved options are written to <output_dir>/config.json."
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    // --- optimisation (the original's names) ---
-    /// Learning rate of everything but the backbone.
-    pub lr: f64,
-    /// Learning rate of the backbone (0 freezes it).
-    pub lr_backbone: f64,
-    /// Images per batch (per device).
-    pub batch_size: usize,
-    /// AdamW weight decay.
-    pub weight_decay: f32,
-    /// Number of epochs.
-    pub epochs: usize,
-    /// StepLR period in epochs (lr × 0.1 every `lr_drop` epochs).
-    pub lr_drop: usize,
-    /// StepLR factor.
-    pub lr_gamma: f64,
-    /// Global gradient-norm bound (0 disables clipping).
-    pub clip_max_norm: f32,
+    /// The model.
+    #[command(flatten, next_help_heading = "Model")]
+    pub model: ModelOptions,
+    /// The Hungarian matcher's costs.
+    #[command(flatten, next_help_heading = "Matcher")]
+    pub matcher: MatcherOptions,
+    /// The loss weights.
+    #[command(flatten, next_help_heading = "Loss")]
+    pub loss: LossOptions,
+    /// Optimiser and learning-rate schedule.
+    #[command(flatten, next_help_heading = "Optimiser and schedule")]
+    pub optim: OptimOptions,
+    /// The dataset and its loading.
+    #[command(flatten, next_help_heading = "Data")]
+    pub data: DataOptions,
+    /// Outputs, checkpoints, devices, validation.
+    #[command(flatten, next_help_heading = "Run")]
+    pub run: RunOptions,
+}
 
-    // --- model ---
-    /// Model preset (`r50`, `r50-dc5`, `r101`, `r101-dc5`, `tiny`); the options below override it.
-    pub preset: String,
-    /// Backbone (`resnet18`, `resnet34`, `resnet50`, `resnet101`).
-    pub backbone: Option<String>,
-    /// Channels of the backbone stem (64 for torchvision ResNets).
-    pub backbone_width: Option<usize>,
-    /// Backbone normalisation: `frozen` (FrozenBatchNorm2d) or `group` (trainable GroupNorm).
-    pub backbone_norm: Option<String>,
-    /// Train the backbone's stem and `layer1` too (the original freezes them).
-    pub train_stem_and_layer1: Option<bool>,
-    /// DC5: dilation instead of stride in the last backbone stage.
-    pub dilation: Option<bool>,
-    /// Position embedding (`sine` or `learned`).
-    pub position_embedding: Option<String>,
-    /// Encoder layers.
-    pub enc_layers: Option<usize>,
-    /// Decoder layers.
-    pub dec_layers: Option<usize>,
-    /// Feed-forward width.
-    pub dim_feedforward: Option<usize>,
-    /// Transformer width.
-    pub hidden_dim: Option<usize>,
-    /// Dropout in the transformer.
-    pub dropout: Option<f64>,
-    /// Attention heads.
-    pub nheads: Option<usize>,
-    /// Object queries.
-    pub num_queries: Option<usize>,
-    /// Pre-norm transformer layers.
-    pub pre_norm: Option<bool>,
-    /// Auxiliary decoding losses (the original's `--no_aux_loss` sets this to false).
-    pub aux_loss: bool,
-    /// Number of classes (max category id + 1); `None`: from the training annotations.
+/// The model: a preset, the architecture it resolves to (every option of [`DetrConfig`]),
+/// the class count and pretrained weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelOptions {
+    /// Model preset; the architecture options below override it.
+    #[arg(long, required = false, value_enum)]
+    pub preset: Preset,
+    /// Number of classes = max category id + 1 (default: from the training annotations).
+    #[arg(long = "num_classes")]
     pub num_classes: Option<usize>,
-    /// Checkpoint to initialise from (official `.pth`, HF safetensors, torchvision backbone,
-    /// native record); the class head is re-initialised when the class count differs.
+    /// Initialise from a checkpoint (official .pth, HF safetensors, torchvision backbone,
+    /// native .mpk); the class head is re-initialised when the class count differs.
+    #[arg(long)]
     pub pretrained: Option<PathBuf>,
+    /// The architecture (the preset's, with the options given).
+    #[command(flatten)]
+    pub arch: DetrConfig,
+}
 
-    // --- matcher and loss ---
+impl Default for ModelOptions {
+    fn default() -> Self {
+        let preset = Preset::default();
+        Self {
+            preset,
+            num_classes: None,
+            pretrained: None,
+            arch: preset.config(),
+        }
+    }
+}
+
+/// Relative weights of the matching costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatcherOptions {
     /// Class coefficient of the matching cost.
+    #[arg(long = "set_cost_class", required = false)]
     pub set_cost_class: f32,
-    /// L1 coefficient of the matching cost.
+    /// L1 box coefficient of the matching cost.
+    #[arg(long = "set_cost_bbox", required = false)]
     pub set_cost_bbox: f32,
     /// GIoU coefficient of the matching cost.
+    #[arg(long = "set_cost_giou", required = false)]
     pub set_cost_giou: f32,
-    /// Weight of the L1 box loss.
+}
+
+impl Default for MatcherOptions {
+    fn default() -> Self {
+        let m = HungarianMatcherConfig::new();
+        Self {
+            set_cost_class: m.cost_class,
+            set_cost_bbox: m.cost_bbox,
+            set_cost_giou: m.cost_giou,
+        }
+    }
+}
+
+/// Weights of the loss terms (the auxiliary losses are a model option, `--no_aux_loss`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossOptions {
+    /// L1 box loss weight.
+    #[arg(long = "bbox_loss_coef", required = false)]
     pub bbox_loss_coef: f32,
-    /// Weight of the GIoU loss.
+    /// GIoU loss weight.
+    #[arg(long = "giou_loss_coef", required = false)]
     pub giou_loss_coef: f32,
     /// Relative classification weight of the no-object class.
+    #[arg(long = "eos_coef", required = false)]
     pub eos_coef: f32,
+}
 
-    // --- data ---
-    /// `coco` (a COCO-format folder at `coco_path`) or `synthetic` (generated at `coco_path`
-    /// when absent).
-    pub dataset_file: String,
+impl Default for LossOptions {
+    fn default() -> Self {
+        let c = SetCriterionConfig::new(1);
+        Self {
+            bbox_loss_coef: c.weight_bbox,
+            giou_loss_coef: c.weight_giou,
+            eos_coef: c.eos_coef,
+        }
+    }
+}
+
+/// AdamW on two parameter groups, global-norm clipping and StepLR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimOptions {
+    /// Learning rate of everything but the backbone.
+    #[arg(long, required = false)]
+    pub lr: f64,
+    /// Learning rate of the backbone (0 freezes it).
+    #[arg(long = "lr_backbone", required = false)]
+    pub lr_backbone: f64,
+    /// AdamW weight decay.
+    #[arg(long = "weight_decay", required = false)]
+    pub weight_decay: f32,
+    /// Global gradient-norm bound (0: no clipping).
+    #[arg(long = "clip_max_norm", required = false)]
+    pub clip_max_norm: f32,
+    /// Epochs.
+    #[arg(long, required = false)]
+    pub epochs: usize,
+    /// Epochs between learning-rate drops.
+    #[arg(long = "lr_drop", required = false)]
+    pub lr_drop: usize,
+    /// Factor of each learning-rate drop.
+    #[arg(long = "lr_gamma", required = false)]
+    pub lr_gamma: f64,
+    /// Exponential moving average of the weights, used for validation and the final model
+    /// (e.g. 0.9997; off by default, as in the original). The decay applies per step.
+    #[arg(long = "ema_decay")]
+    pub ema_decay: Option<f64>,
+}
+
+impl Default for OptimOptions {
+    fn default() -> Self {
+        let o = OptimizerOptions::default();
+        Self {
+            lr: o.lr,
+            lr_backbone: o.lr_backbone,
+            weight_decay: o.weight_decay,
+            clip_max_norm: o.clip_max_norm,
+            epochs: 300,
+            lr_drop: 200,
+            lr_gamma: 0.1,
+            ema_decay: None,
+        }
+    }
+}
+
+/// What `--dataset_file` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// A COCO-format folder at `--coco_path`.
+    #[default]
+    Coco,
+    /// The synthetic shapes dataset, generated at `--coco_path` when absent.
+    Synthetic,
+}
+
+/// The dataset and its loading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataOptions {
+    /// Dataset kind (default: coco when --coco_path is given, synthetic otherwise).
+    #[arg(long = "dataset_file", required = false, value_enum)]
+    pub dataset_file: DatasetKind,
     /// Dataset root.
+    #[arg(long = "coco_path", required = false)]
     pub coco_path: PathBuf,
-    /// Training split name (`None`: the layout's default, e.g. `train2017`).
+    /// Training split name (default: the layout's, e.g. train2017).
+    #[arg(long = "train_split")]
     pub train_split: Option<String>,
-    /// Validation split name (`None`: e.g. `val2017`).
+    /// Validation split name (default: the layout's, e.g. val2017).
+    #[arg(long = "val_split")]
     pub val_split: Option<String>,
-    /// Every size of DETR's augmentation multiplied by this (1 = the original's 480–800 px).
+    /// Images per batch and device (a step's batch is batch_size × devices).
+    #[arg(long = "batch_size", required = false)]
+    pub batch_size: usize,
+    /// Multiply every image size of DETR's augmentation by this (1 = 800 px).
+    #[arg(long = "image_scale", required = false)]
     pub image_scale: f64,
-    /// Explicit transform sizes (overrides `image_scale`).
-    pub transforms: Option<TransformConfig>,
-    /// Options of the synthetic dataset (used when `dataset_file` is `synthetic`).
-    pub synthetic: SyntheticConfig,
     /// The original's resize–crop–resize augmentation branch (chosen with probability 0.5);
     /// without it every training image gets only the flip and the multi-scale resize.
     /// Explicit `transforms` set this with their `select_p` instead.
+    #[arg(long = "random_crop", required = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub random_crop: bool,
     /// Loader threads.
+    #[arg(long = "num_workers", required = false)]
     pub num_workers: usize,
+    /// Explicit transform sizes (overrides `image_scale`; configuration files only).
+    #[arg(skip)]
+    pub transforms: Option<TransformConfig>,
+    /// Options of the synthetic dataset (configuration files only).
+    #[arg(skip)]
+    pub synthetic: SyntheticConfig,
+}
 
-    // --- run ---
+impl Default for DataOptions {
+    fn default() -> Self {
+        Self {
+            dataset_file: DatasetKind::Coco,
+            coco_path: PathBuf::from("data/coco"),
+            train_split: None,
+            val_split: None,
+            batch_size: 2,
+            image_scale: 1.0,
+            random_crop: true,
+            num_workers: 2,
+            transforms: None,
+            synthetic: SyntheticConfig::default(),
+        }
+    }
+}
+
+/// Outputs, checkpoints, devices and validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunOptions {
     /// Output folder (checkpoints, log.txt, curves, pictures, resolved config).
+    #[arg(long = "output_dir", required = false)]
     pub output_dir: PathBuf,
     /// Seed of everything random (initialisation, shuffling, augmentation, dropout).
+    #[arg(long, required = false)]
     pub seed: u64,
-    /// Checkpoint to resume from (model, optimiser, schedule, epoch, RNG state).
+    /// Resume from a checkpoint: a detr-train checkpoint.mpk (model, optimiser, schedule,
+    /// epoch), or model weights (official .pth with its optimiser and epoch when present, HF
+    /// safetensors, native .mpk).
+    #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// First epoch (overridden by the resumed checkpoint's).
+    /// First epoch (when not resuming).
+    #[arg(long = "start_epoch", required = false)]
     pub start_epoch: usize,
-    /// Only evaluate (with `resume` or `pretrained`).
+    /// Only evaluate (with --resume or --pretrained).
+    #[arg(long, required = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub eval: bool,
     /// Validate every N epochs (and after the last one).
+    #[arg(long = "eval_every", required = false)]
     pub eval_every: usize,
-    /// Validation images drawn with predictions at the end.
+    /// Validation images drawn with predictions at the end (0: none).
+    #[arg(long = "num_vis_images", required = false)]
     pub num_vis_images: usize,
     /// Score threshold of the drawn predictions.
+    #[arg(long = "vis_threshold", required = false)]
     pub vis_threshold: f32,
-    /// Backend: `flex`, `ndarray`, `wgpu`, `cuda`.
-    pub backend: String,
-    /// Devices for data-parallel training (indices of the backend's devices).
+    /// Backend.
+    #[arg(long, required = false, value_enum)]
+    pub backend: BackendKind,
+    /// Devices, e.g. `0,1` (data-parallel).
+    #[arg(long, required = false, value_delimiter = ',')]
     pub devices: Vec<usize>,
-    /// Stop after this many training steps per epoch (0: the whole epoch); for quick checks.
+    /// Stop each epoch after this many steps (quick checks; 0: the whole epoch).
+    #[arg(long = "max_steps_per_epoch", required = false)]
     pub max_steps_per_epoch: usize,
     /// Print progress every N steps.
+    #[arg(long = "print_freq", required = false)]
     pub print_freq: usize,
-    /// Stop when validation AP has not improved for this many validations (0: never).
+    /// Stop when validation AP has not improved for N validations (0: never).
+    #[arg(long = "early_stopping", required = false)]
     pub early_stopping: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            output_dir: PathBuf::from("runs/detr"),
+            seed: 42,
+            resume: None,
+            start_epoch: 0,
+            eval: false,
+            eval_every: 1,
+            num_vis_images: 8,
+            vis_threshold: 0.5,
+            backend: BackendKind::Flex,
+            devices: vec![0],
+            max_steps_per_epoch: 0,
+            print_freq: 10,
+            early_stopping: 0,
+        }
+    }
 }
 
 /// Options of the generated synthetic dataset.
@@ -213,234 +392,109 @@ impl TrainConfig {
     /// The original DETR recipe on COCO (`main.py`'s defaults).
     pub fn original() -> Self {
         Self {
-            lr: 1e-4,
-            lr_backbone: 1e-5,
-            batch_size: 2,
-            weight_decay: 1e-4,
-            epochs: 300,
-            lr_drop: 200,
-            lr_gamma: 0.1,
-            clip_max_norm: 0.1,
-            preset: "r50".into(),
-            backbone: None,
-            backbone_width: None,
-            backbone_norm: None,
-            train_stem_and_layer1: None,
-            dilation: None,
-            position_embedding: None,
-            enc_layers: None,
-            dec_layers: None,
-            dim_feedforward: None,
-            hidden_dim: None,
-            dropout: None,
-            nheads: None,
-            num_queries: None,
-            pre_norm: None,
-            aux_loss: true,
-            num_classes: None,
-            pretrained: None,
-            set_cost_class: 1.0,
-            set_cost_bbox: 5.0,
-            set_cost_giou: 2.0,
-            bbox_loss_coef: 5.0,
-            giou_loss_coef: 2.0,
-            eos_coef: 0.1,
-            dataset_file: "coco".into(),
-            coco_path: PathBuf::from("data/coco"),
-            train_split: None,
-            val_split: None,
-            image_scale: 1.0,
-            transforms: None,
-            synthetic: SyntheticConfig::default(),
-            random_crop: true,
-            num_workers: 2,
-            output_dir: PathBuf::from("runs/detr"),
-            seed: 42,
-            resume: None,
-            start_epoch: 0,
-            eval: false,
-            eval_every: 1,
-            num_vis_images: 8,
-            vis_threshold: 0.5,
-            backend: "flex".into(),
-            devices: vec![0],
-            max_steps_per_epoch: 0,
-            print_freq: 10,
-            early_stopping: 0,
+            model: ModelOptions::default(),
+            matcher: MatcherOptions::default(),
+            loss: LossOptions::default(),
+            optim: OptimOptions::default(),
+            data: DataOptions::default(),
+            run: RunOptions::default(),
         }
     }
 
     /// The main job: the `tiny` preset on the synthetic shapes dataset, on the CPU.
     pub fn synthetic_tiny() -> Self {
-        Self {
-            // Measured at 1e-3, 4e-4, 2e-4 and 1e-4 (docs/training.md): the original's 1e-4
-            // learns fastest; the GroupNorm backbone trains from scratch at the same rate.
-            lr: 1e-4,
-            lr_backbone: 1e-4,
-            // 5, not 4: on the CPU backends a batch of at most 4 sends the weight gradient of
-            // the 16-channel convolutions to a slow direct-convolution path (docs/performance.md);
-            // 5 images per step cost less time than 4.
-            batch_size: 5,
-            // About 25 minutes on a 2-core CPU (0.27 s per step, 204 steps per epoch).
-            epochs: 26,
-            lr_drop: 21,
-            preset: "tiny".into(),
-            num_queries: Some(10),
-            dropout: Some(0.0),
-            dataset_file: "synthetic".into(),
-            coco_path: PathBuf::from("data/synthetic"),
-            image_scale: 0.16,
-            random_crop: false,
-            output_dir: PathBuf::from("runs/tiny-synthetic"),
-            eval_every: 2,
-            print_freq: 64,
-            ..Self::original()
-        }
+        let mut c = Self::original();
+        c.model.preset = Preset::Tiny;
+        c.model.arch = Preset::Tiny.config().with_num_queries(10).with_dropout(0.0);
+        // Measured at 1e-3, 4e-4, 2e-4 and 1e-4 (docs/training.md): the original's 1e-4
+        // learns fastest; the GroupNorm backbone trains from scratch at the same rate.
+        c.optim.lr = 1e-4;
+        c.optim.lr_backbone = 1e-4;
+        // About 25 minutes on a 2-core CPU (0.27 s per step, 204 steps per epoch).
+        c.optim.epochs = 26;
+        c.optim.lr_drop = 21;
+        // 5, not 4: on the CPU backends a batch of at most 4 sends the weight gradient of the
+        // 16-channel convolutions to a slow direct-convolution path (docs/performance.md); 5
+        // images per step cost less time than 4.
+        c.data.batch_size = 5;
+        c.data.dataset_file = DatasetKind::Synthetic;
+        c.data.coco_path = PathBuf::from("data/synthetic");
+        c.data.image_scale = 0.16;
+        c.data.random_crop = false;
+        c.run.output_dir = PathBuf::from("runs/tiny-synthetic");
+        c.run.eval_every = 2;
+        c.run.print_freq = 64;
+        c
     }
 
-    /// The defaults for a dataset kind: `synthetic` gives [`Self::synthetic_tiny`], anything
-    /// else [`Self::original`].
-    pub fn defaults_for(dataset_file: &str) -> Self {
-        if dataset_file == "synthetic" {
-            Self::synthetic_tiny()
-        } else {
-            Self::original()
+    /// The defaults for a dataset kind: `synthetic` gives [`Self::synthetic_tiny`], `coco`
+    /// [`Self::original`].
+    pub fn defaults_for(kind: DatasetKind) -> Self {
+        match kind {
+            DatasetKind::Synthetic => Self::synthetic_tiny(),
+            DatasetKind::Coco => Self::original(),
         }
-    }
-
-    /// Reads a JSON or TOML configuration file (by extension; JSON otherwise). Fields left
-    /// out keep `base`'s values.
-    pub fn from_file(path: &std::path::Path, base: &Self) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let is_toml = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-        // Merge: serialise the base, overlay the file's keys, deserialise.
-        let mut merged = serde_json::to_value(base)
-            .map_err(|e| TrainError::Config(format!("cannot serialise the defaults: {e}")))?;
-        let overlay: serde_json::Value = if is_toml {
-            let v: toml::Value = toml::from_str(&text)
-                .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-            serde_json::to_value(v)
-                .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?
-        } else {
-            serde_json::from_str(&text)
-                .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?
-        };
-        merge_json(&mut merged, overlay);
-        serde_json::from_value(merged)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
     }
 
     /// Checks the options, naming the first bad one.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1");
+        let bad = |m: String| Err(TrainError::Config(m));
+        let o = &self.optim;
+        if self.data.batch_size == 0 {
+            return bad("batch_size must be at least 1".into());
         }
-        if !(self.lr >= 0.0 && self.lr.is_finite()) {
-            return bad("lr must be a finite number >= 0");
+        for (name, v) in [("lr", o.lr), ("lr_backbone", o.lr_backbone)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{name} must be a finite number >= 0 (got {v})"));
+            }
         }
-        if !(self.lr_backbone >= 0.0 && self.lr_backbone.is_finite()) {
-            return bad("lr_backbone must be a finite number >= 0");
+        if o.lr_drop == 0 {
+            return bad("lr_drop must be at least 1".into());
         }
-        if self.lr_drop == 0 {
-            return bad("lr_drop must be at least 1");
+        if !(o.lr_gamma > 0.0 && o.lr_gamma.is_finite()) {
+            return bad("lr_gamma must be a positive finite number".into());
         }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight_decay must be a finite number >= 0");
-        }
-        if !(self.clip_max_norm >= 0.0 && self.clip_max_norm.is_finite()) {
-            return bad("clip_max_norm must be a finite number >= 0 (0 disables clipping)");
-        }
-        if !(self.lr_gamma > 0.0 && self.lr_gamma.is_finite()) {
-            return bad("lr_gamma must be a positive finite number");
+        if let Some(d) = o.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return bad(format!("ema_decay must be in [0, 1) (got {d})"));
+            }
         }
         for (name, v) in [
-            ("set_cost_class", self.set_cost_class),
-            ("set_cost_bbox", self.set_cost_bbox),
-            ("set_cost_giou", self.set_cost_giou),
-            ("bbox_loss_coef", self.bbox_loss_coef),
-            ("giou_loss_coef", self.giou_loss_coef),
-            ("eos_coef", self.eos_coef),
+            ("weight_decay", o.weight_decay),
+            ("clip_max_norm", o.clip_max_norm),
+            ("set_cost_class", self.matcher.set_cost_class),
+            ("set_cost_bbox", self.matcher.set_cost_bbox),
+            ("set_cost_giou", self.matcher.set_cost_giou),
+            ("bbox_loss_coef", self.loss.bbox_loss_coef),
+            ("giou_loss_coef", self.loss.giou_loss_coef),
+            ("eos_coef", self.loss.eos_coef),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
-                return Err(TrainError::Config(format!(
-                    "{name} must be a finite number >= 0 (got {v})"
-                )));
+                return bad(format!("{name} must be a finite number >= 0 (got {v})"));
             }
         }
-        if !(0.0..=1.0).contains(&self.vis_threshold) {
-            return bad("vis_threshold must be between 0 and 1");
+        if !(0.0..=1.0).contains(&self.run.vis_threshold) {
+            return bad("vis_threshold must be between 0 and 1".into());
         }
-        if let Some(d) = self.dropout {
-            if !(0.0..1.0).contains(&d) {
-                return bad("dropout must be in [0, 1)");
-            }
+        if !(self.data.image_scale > 0.0 && self.data.image_scale.is_finite()) {
+            return bad("image_scale must be positive".into());
         }
-        if !(self.image_scale > 0.0 && self.image_scale.is_finite()) {
-            return bad("image_scale must be positive");
+        if self.run.eval_every == 0 {
+            return bad("eval_every must be at least 1".into());
         }
-        if !matches!(self.dataset_file.as_str(), "coco" | "synthetic") {
-            return bad("dataset_file must be `coco` or `synthetic`");
+        if self.run.devices.is_empty() {
+            return bad("devices must name at least one device".into());
         }
-        if self.eval_every == 0 {
-            return bad("eval_every must be at least 1");
+        if self.model.num_classes == Some(0) {
+            return bad("num_classes must be at least 1".into());
         }
-        if self.devices.is_empty() {
-            return bad("devices must name at least one device");
-        }
+        self.model_config(self.model.num_classes.unwrap_or(1))?;
         Ok(())
     }
 
-    /// The model configuration: the preset with the explicit options applied.
+    /// The model configuration for `num_classes` classes.
     pub fn model_config(&self, num_classes: usize) -> Result<DetrConfig, TrainError> {
-        let mut c = DetrConfig::preset(&self.preset)?;
-        if let Some(v) = &self.backbone {
-            c.backbone = detr_model::BackboneKind::parse(v)?;
-        }
-        if let Some(v) = self.backbone_width {
-            c.backbone_width = v;
-        }
-        if let Some(v) = &self.backbone_norm {
-            c.backbone_norm = detr_model::BackboneNormKind::parse(v)?;
-        }
-        if let Some(v) = self.train_stem_and_layer1 {
-            c.train_stem_and_layer1 = v;
-        }
-        if let Some(v) = self.dilation {
-            c.dilation = v;
-        }
-        if let Some(v) = &self.position_embedding {
-            c.position_embedding = detr_model::PositionEmbeddingKind::parse(v)?;
-        }
-        if let Some(v) = self.enc_layers {
-            c.enc_layers = v;
-        }
-        if let Some(v) = self.dec_layers {
-            c.dec_layers = v;
-        }
-        if let Some(v) = self.dim_feedforward {
-            c.dim_feedforward = v;
-        }
-        if let Some(v) = self.hidden_dim {
-            c.hidden_dim = v;
-        }
-        if let Some(v) = self.dropout {
-            c.dropout = v;
-        }
-        if let Some(v) = self.nheads {
-            c.nheads = v;
-        }
-        if let Some(v) = self.num_queries {
-            c.num_queries = v;
-        }
-        if let Some(v) = self.pre_norm {
-            c.pre_norm = v;
-        }
-        c.aux_loss = self.aux_loss;
-        c.num_classes = num_classes;
+        let c = self.model.arch.clone().with_num_classes(num_classes);
         c.validate()?;
         Ok(c)
     }
@@ -448,145 +502,41 @@ impl TrainConfig {
     /// The criterion configuration.
     pub fn criterion_config(&self, num_classes: usize) -> SetCriterionConfig {
         SetCriterionConfig::new(num_classes)
-            .with_eos_coef(self.eos_coef)
-            .with_weight_bbox(self.bbox_loss_coef)
-            .with_weight_giou(self.giou_loss_coef)
+            .with_eos_coef(self.loss.eos_coef)
+            .with_weight_bbox(self.loss.bbox_loss_coef)
+            .with_weight_giou(self.loss.giou_loss_coef)
             .with_matcher(
                 HungarianMatcherConfig::new()
-                    .with_cost_class(self.set_cost_class)
-                    .with_cost_bbox(self.set_cost_bbox)
-                    .with_cost_giou(self.set_cost_giou),
+                    .with_cost_class(self.matcher.set_cost_class)
+                    .with_cost_bbox(self.matcher.set_cost_bbox)
+                    .with_cost_giou(self.matcher.set_cost_giou),
             )
     }
 
     /// The optimiser options.
     pub fn optimizer_options(&self) -> OptimizerOptions {
         OptimizerOptions {
-            lr: self.lr,
-            lr_backbone: self.lr_backbone,
-            weight_decay: self.weight_decay,
-            epsilon: 1e-8,
-            clip_max_norm: self.clip_max_norm,
+            lr: self.optim.lr,
+            lr_backbone: self.optim.lr_backbone,
+            weight_decay: self.optim.weight_decay,
+            clip_max_norm: self.optim.clip_max_norm,
+            ..OptimizerOptions::default()
         }
     }
 
     /// The transforms' sizes.
     pub fn transforms(&self) -> TransformConfig {
-        if let Some(t) = &self.transforms {
-            t.clone()
+        if let Some(t) = &self.data.transforms {
+            return t.clone();
+        }
+        let mut t = if (self.data.image_scale - 1.0).abs() < 1e-12 {
+            TransformConfig::detr()
         } else {
-            let mut t = if (self.image_scale - 1.0).abs() < 1e-12 {
-                TransformConfig::detr()
-            } else {
-                TransformConfig::scaled(self.image_scale)
-            };
-            if !self.random_crop {
-                t.select_p = 1.0;
-            }
-            t
-        }
-    }
-}
-
-fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
-    match (base, overlay) {
-        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(slot) if slot.is_object() && v.is_object() => merge_json(slot, v),
-                    _ => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
-}
-
-/// Options that fix the model's architecture: a checkpoint cannot be resumed with other values.
-pub const ARCHITECTURE_OPTIONS: &[&str] = &[
-    "preset",
-    "backbone",
-    "backbone_width",
-    "backbone_norm",
-    "train_stem_and_layer1",
-    "dilation",
-    "position_embedding",
-    "enc_layers",
-    "dec_layers",
-    "dim_feedforward",
-    "hidden_dim",
-    "nheads",
-    "num_queries",
-    "pre_norm",
-    "num_classes",
-];
-
-impl TrainConfig {
-    /// The configuration of a resumed run: the checkpoint's (`saved`), with the options the
-    /// user gave now (those where `given` differs from `base`, the defaults and file without
-    /// the command line) laid over it. Giving an architecture option
-    /// ([`ARCHITECTURE_OPTIONS`]) with another value than the checkpoint's is an error that
-    /// names each; the others (`epochs`, `lr_drop`, `output_dir`, `lr`, …) may change.
-    pub fn for_resume(saved: &Self, base: &Self, given: &Self) -> Result<Self, TrainError> {
-        let to = |c: &Self| {
-            serde_json::to_value(c)
-                .map_err(|e| TrainError::Config(format!("cannot serialise the options: {e}")))
+            TransformConfig::scaled(self.data.image_scale)
         };
-        let (saved_v, base_v, given_v) = (to(saved)?, to(base)?, to(given)?);
-        let (Some(s), Some(b), Some(g)) =
-            (saved_v.as_object(), base_v.as_object(), given_v.as_object())
-        else {
-            return Err(TrainError::Config("options are not an object".into()));
-        };
-        let mut merged = s.clone();
-        let mut conflicts = Vec::new();
-        let classes = saved.num_classes.unwrap_or(1);
-        let saved_model = saved.model_config(classes).ok();
-        // The checkpoint's effective value of an option it left to its preset.
-        let saved_model_json = saved_model
-            .as_ref()
-            .and_then(|m| serde_json::to_value(m).ok())
-            .unwrap_or(serde_json::Value::Null);
-        for (k, v) in g {
-            if b.get(k) == Some(v) || s.get(k) == Some(v) {
-                continue; // not given now, or the checkpoint's own value
-            }
-            if ARCHITECTURE_OPTIONS.contains(&k.as_str()) {
-                // Another spelling of the same model (e.g. the preset's own default) is fine.
-                let mut trial = s.clone();
-                trial.insert(k.clone(), v.clone());
-                let same = serde_json::from_value::<Self>(serde_json::Value::Object(trial))
-                    .ok()
-                    .and_then(|t| t.model_config(t.num_classes.unwrap_or(classes)).ok())
-                    .is_some_and(|m| Some(&m) == saved_model.as_ref());
-                if !same {
-                    let had = s
-                        .get(k)
-                        .filter(|x| !x.is_null())
-                        .or_else(|| saved_model_json.get(k))
-                        .unwrap_or(&serde_json::Value::Null);
-                    conflicts.push(format!("--{k} {v} (the checkpoint has {had})"));
-                    continue;
-                }
-            }
-            merged.insert(k.clone(), v.clone());
+        if !self.data.random_crop {
+            t.select_p = 1.0;
         }
-        // Always this run's: what to resume from and whether only to evaluate.
-        for k in ["resume", "eval"] {
-            if let Some(v) = g.get(k) {
-                merged.insert(k.to_string(), v.clone());
-            }
-        }
-        if !conflicts.is_empty() {
-            return Err(TrainError::Config(format!(
-                "the checkpoint was trained with another model; these options contradict it: {}. \
-                 Leave them out (the checkpoint's configuration is used) or start a new run",
-                conflicts.join(", ")
-            )));
-        }
-        serde_json::from_value(serde_json::Value::Object(merged))
-            .map_err(|e| TrainError::Config(format!("the checkpoint's configuration: {e}")))
+        t
     }
 }

@@ -37,6 +37,7 @@ use datasets::DetectionTarget;
 use detr_model::DetrOutput;
 
 use crate::box_pairs::{paired_giou_cxcywh, planes};
+use crate::components::{LayerLosses, LossComponents};
 use crate::matcher::{
     HungarianMatcher, HungarianMatcherConfig, ImageMatch, MatcherError, TargetBatch,
 };
@@ -158,34 +159,8 @@ impl<B: Backend> CriterionOutput<B> {
         self.indices.len()
     }
 
-    /// Names of the logged values in the order of [`Self::components`]: `loss`, then
-    /// `loss_ce`, `loss_bbox`, `loss_giou`, `cardinality_error`, `class_error` of the final
-    /// layer, then `loss_ce_i`, `loss_bbox_i`, `loss_giou_i`, `cardinality_error_i` for each
-    /// auxiliary layer `i`.
-    pub fn component_names(&self) -> Vec<String> {
-        let layers = self.num_layers();
-        let mut names: Vec<String> = [
-            "loss",
-            "loss_ce",
-            "loss_bbox",
-            "loss_giou",
-            "cardinality_error",
-            "class_error",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for i in 0..layers.saturating_sub(1) {
-            for base in ["loss_ce", "loss_bbox", "loss_giou", "cardinality_error"] {
-                names.push(format!("{base}_{i}"));
-            }
-        }
-        names
-    }
-
-    /// Reads every logged value (unweighted) to the host in one transfer, as
-    /// `(name, value)` pairs named like the original (see [`Self::component_names`]).
-    pub fn components(&self) -> Result<Vec<(String, f32)>, CriterionError> {
+    /// Reads every logged value (unweighted) to the host in one transfer.
+    pub fn components(&self) -> Result<LossComponents, CriterionError> {
         let layers = self.num_layers();
         let stacked = Tensor::stack::<2>(
             vec![
@@ -211,25 +186,22 @@ impl<B: Backend> CriterionOutput<B> {
             .convert::<f32>()
             .into_vec::<f32>()
             .map_err(|e| CriterionError::Readback(format!("{e:?}")))?;
-        let per_layer = |layer: usize, k: usize| values[2 + layer * 4 + k];
-        let last = layers - 1;
-        let mut out = vec![
-            ("loss".to_string(), values[0]),
-            ("loss_ce".to_string(), per_layer(last, 0)),
-            ("loss_bbox".to_string(), per_layer(last, 1)),
-            ("loss_giou".to_string(), per_layer(last, 2)),
-            ("cardinality_error".to_string(), per_layer(last, 3)),
-            ("class_error".to_string(), values[1]),
-        ];
-        for i in 0..last {
-            for (k, base) in ["loss_ce", "loss_bbox", "loss_giou", "cardinality_error"]
-                .iter()
-                .enumerate()
-            {
-                out.push((format!("{base}_{i}"), per_layer(i, k)));
+        let layer = |l: usize| {
+            let v = &values[2 + l * 4..2 + l * 4 + 4];
+            LayerLosses {
+                loss_ce: v[0],
+                loss_bbox: v[1],
+                loss_giou: v[2],
+                cardinality_error: v[3],
             }
-        }
-        Ok(out)
+        };
+        let last = layers - 1;
+        Ok(LossComponents {
+            loss: values[0],
+            last: layer(last),
+            class_error: values[1],
+            aux: (0..last).map(layer).collect(),
+        })
     }
 }
 

@@ -20,6 +20,9 @@ pub enum TrainError {
     /// The model (configuration or checkpoint).
     #[error(transparent)]
     Model(#[from] detr_model::ModelError),
+    /// The backend or its devices.
+    #[error(transparent)]
+    Backend(#[from] detr_infer::InferError),
     /// The data.
     #[error(transparent)]
     Data(#[from] datasets::DatasetError),
@@ -54,15 +57,16 @@ pub enum TrainError {
     /// The loss became NaN or infinite; training stopped.
     #[error(
         "non-finite loss at epoch {epoch}, step {step}: {}{detail}",
-        format_components(components)
+        components.as_ref().map_or_else(|| "matching costs not finite".to_string(), |c| c.to_string())
     )]
     NonFiniteLoss {
         /// Epoch of the step.
         epoch: usize,
         /// Global step.
         step: u64,
-        /// Every loss component of the step.
-        components: Vec<(String, f32)>,
+        /// Every loss component of the step (`None` when the matching costs already were
+        /// not finite).
+        components: Option<crate::components::LossComponents>,
         /// More about the cause (`; ` and the matcher's message), or empty.
         detail: String,
     },
@@ -76,11 +80,4 @@ impl TrainError {
             source,
         }
     }
-}
-
-fn format_components(c: &[(String, f32)]) -> String {
-    c.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -6,8 +6,10 @@
 pub mod assignment;
 mod box_pairs;
 pub mod checkpoint;
+pub mod components;
 pub mod config;
 pub mod criterion;
+pub mod ema;
 pub mod error;
 pub mod loader;
 pub mod matcher;
@@ -16,6 +18,7 @@ pub mod optim;
 pub mod pictures;
 pub mod plot;
 pub mod renderer;
+pub mod resolve;
 pub mod run;
 pub mod schedule;
 pub mod step;
@@ -23,6 +26,7 @@ pub mod strategy;
 pub mod trainer;
 
 pub use checkpoint::TrainState;
+pub use components::{Component, LayerLosses, LossComponents};
 pub use config::TrainConfig;
 pub use criterion::{CriterionError, CriterionOutput, SetCriterion, SetCriterionConfig};
 pub use error::TrainError;

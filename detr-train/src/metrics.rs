@@ -10,13 +10,14 @@ use burn::train::metric::{
     NumericEntry, SerializedEntry,
 };
 
+use crate::components::{Component, LossComponents};
 use crate::step::{TrainItem, ValidItem};
 
 /// A step's loss components, as a metric's input.
 #[derive(Debug, Clone)]
 pub struct StepComponents {
-    /// `(name, value)` pairs named like the original.
-    pub values: Vec<(String, f32)>,
+    /// The values.
+    pub values: LossComponents,
     /// Images of the step (the weight of the epoch average).
     pub images: usize,
 }
@@ -42,18 +43,18 @@ impl Adaptor<StepComponents> for ValidItem {
 /// One loss component (e.g. `loss_giou`) averaged over the epoch.
 #[derive(Clone)]
 pub struct ComponentMetric {
-    key: &'static str,
+    component: Component,
     name: MetricName,
     lower_is_better: bool,
     state: NumericMetricState,
 }
 
 impl ComponentMetric {
-    /// The metric of component `key` (named like the original's log keys).
-    pub fn new(key: &'static str) -> Self {
+    /// The metric of `component` (named like the original's log keys).
+    pub fn new(component: Component) -> Self {
         Self {
-            key,
-            name: Arc::new(key.to_string()),
+            component,
+            name: Arc::new(component.name().to_string()),
             lower_is_better: true,
             state: NumericMetricState::new(),
         }
@@ -62,17 +63,7 @@ impl ComponentMetric {
     /// The components shown by the dashboard: the total and each weighted term of the final
     /// layer, and the two logged errors.
     pub fn main_components() -> Vec<Self> {
-        [
-            "loss",
-            "loss_ce",
-            "loss_bbox",
-            "loss_giou",
-            "class_error",
-            "cardinality_error",
-        ]
-        .into_iter()
-        .map(Self::new)
-        .collect()
+        Component::MAIN.into_iter().map(Self::new).collect()
     }
 }
 
@@ -92,11 +83,7 @@ impl Metric for ComponentMetric {
     }
 
     fn update(&mut self, item: &StepComponents, _metadata: &MetricMetadata) -> SerializedEntry {
-        let value = item
-            .values
-            .iter()
-            .find(|(k, _)| k == self.key)
-            .map_or(f64::NAN, |(_, v)| f64::from(*v));
+        let value = f64::from(self.component.of(&item.values));
         self.state.update(
             value,
             item.images.max(1),

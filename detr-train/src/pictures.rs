@@ -116,7 +116,10 @@ fn save_png(picture: &RgbImage, path: &Path) -> Result<(), TrainError> {
     let mut png = std::io::Cursor::new(Vec::new());
     picture
         .write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| TrainError::Config(format!("cannot encode {}: {e}", path.display())))?;
+        .map_err(|e| TrainError::Encode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     detr_model::weights::native::write_atomic(path, png.get_ref())?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
@@ -17,7 +18,8 @@ use detr_model::Detr;
 use serde_json::json;
 
 use crate::checkpoint::{self, TrainState};
-use crate::config::TrainConfig;
+use crate::config::{DatasetKind, TrainConfig};
+use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::loader::StepLoader;
 use crate::metrics::{CocoMetric, ComponentMetric};
@@ -53,34 +55,34 @@ pub struct Splits {
 
 fn split_names(cfg: &TrainConfig) -> (String, String) {
     datasets::train_val_splits(
-        &cfg.coco_path,
-        cfg.train_split.as_deref(),
-        cfg.val_split.as_deref(),
+        &cfg.data.coco_path,
+        cfg.data.train_split.as_deref(),
+        cfg.data.val_split.as_deref(),
     )
 }
 
 /// Generates the synthetic dataset at `coco_path` when its annotation files are absent.
 pub fn ensure_synthetic(cfg: &TrainConfig) -> Result<(), TrainError> {
-    if cfg.dataset_file != "synthetic" {
+    if cfg.data.dataset_file != DatasetKind::Synthetic {
         return Ok(());
     }
     let (train, val) = split_names(cfg);
     let present = [&train, &val]
         .iter()
-        .all(|s| Layout::detect(&cfg.coco_path, s).is_ok());
+        .all(|s| Layout::detect(&cfg.data.coco_path, s).is_ok());
     if present {
         return Ok(());
     }
-    let mut opts = cfg.synthetic.options();
+    let mut opts = cfg.data.synthetic.options();
     opts.train_split = Some(train);
     opts.val_split = Some(val);
     tracing::info!(
         "generating the synthetic dataset in {} ({} train, {} val images)",
-        cfg.coco_path.display(),
+        cfg.data.coco_path.display(),
         opts.train_images,
         opts.val_images
     );
-    datasets::generate(&cfg.coco_path, &opts)?;
+    datasets::generate(&cfg.data.coco_path, &opts)?;
     Ok(())
 }
 
@@ -90,13 +92,13 @@ pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
     let (train_split, val_split) = split_names(cfg);
     let tc = cfg.transforms();
     let opts = OpenOptions {
-        seed: cfg.seed,
+        seed: cfg.run.seed,
         ..OpenOptions::default()
     };
-    let train = if cfg.eval {
+    let train = if cfg.run.eval {
         None
     } else {
-        let t = CocoSplit::open_split(&cfg.coco_path, &train_split, None, tc.train(), &opts)?;
+        let t = CocoSplit::open_split(&cfg.data.coco_path, &train_split, None, tc.train(), &opts)?;
         if t.is_empty() {
             return Err(TrainError::NothingToTrain(format!(
                 "the training split {} has no images",
@@ -105,7 +107,7 @@ pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
         }
         Some(t)
     };
-    let val = CocoSplit::open_split(&cfg.coco_path, &val_split, None, tc.val(), &opts)?;
+    let val = CocoSplit::open_split(&cfg.data.coco_path, &val_split, None, tc.val(), &opts)?;
     let ann = &val.paths().annotation_file;
     let val_coco = datasets::coco_eval::read_ground_truth(ann)?;
     Ok(Splits {
@@ -122,9 +124,9 @@ pub fn build_model<B: Backend>(
     num_classes: usize,
     device: &B::Device,
 ) -> Result<(Detr<B>, Option<LoadReport>), TrainError> {
-    B::seed(device, cfg.seed);
+    B::seed(device, cfg.run.seed);
     let model = cfg.model_config(num_classes)?.init::<B>(device)?;
-    let Some(path) = &cfg.pretrained else {
+    let Some(path) = &cfg.model.pretrained else {
         return Ok((model, None));
     };
     let load = |model: Detr<B>, reinit_class_head: bool| {
@@ -271,14 +273,14 @@ fn write_pictures<B: Backend>(
     device: &B::Device,
     val: &CocoSplit,
 ) -> Result<(), TrainError> {
-    let dir = cfg.output_dir.join("pictures");
+    let dir = cfg.run.output_dir.join("pictures");
     let written = crate::pictures::write_validation_pictures(
         model,
         device,
         val,
         &dir,
-        cfg.num_vis_images,
-        cfg.vis_threshold,
+        cfg.run.num_vis_images,
+        cfg.run.vis_threshold,
     )?;
     if !written.is_empty() {
         tracing::info!(
@@ -298,7 +300,7 @@ enum ResumeFrom {
 }
 
 fn resume_source(cfg: &TrainConfig) -> Result<Option<ResumeFrom>, TrainError> {
-    let Some(path) = &cfg.resume else {
+    let Some(path) = &cfg.run.resume else {
         return Ok(None);
     };
     if !path.exists() {
@@ -328,7 +330,7 @@ fn resume_source(cfg: &TrainConfig) -> Result<Option<ResumeFrom>, TrainError> {
 /// `SupervisedTraining` / `Learner` with [`DetrStrategy`]: data-parallel when there are
 /// several devices (the step shards each batch; see [`crate::step`]).
 pub fn run<B: AutodiffBackend>(
-    cfg: TrainConfig,
+    mut cfg: TrainConfig,
     devices: Vec<B::Device>,
 ) -> Result<RunSummary, TrainError> {
     cfg.validate()?;
@@ -339,41 +341,41 @@ pub fn run<B: AutodiffBackend>(
     };
     let resume = resume_source(&cfg)?;
     let mut start_state = TrainState {
-        epoch: cfg.start_epoch,
+        epoch: cfg.run.start_epoch,
         ..TrainState::default()
     };
     if let Some(ResumeFrom::Checkpoint(_, s)) = &resume {
         start_state.epoch = s.epoch;
     }
-    if !cfg.eval {
-        if cfg.epochs == 0 {
+    if !cfg.run.eval {
+        if cfg.optim.epochs == 0 {
             return Err(TrainError::NothingToTrain(
                 "--epochs is 0: nothing to train (use --eval to only evaluate)".into(),
             ));
         }
-        if start_state.epoch >= cfg.epochs {
+        if start_state.epoch >= cfg.optim.epochs {
             if let Some(ResumeFrom::Checkpoint(path, s)) = &resume {
                 tracing::info!(
                     "{} is a finished run ({} epochs of {} done): nothing to train; raise \
                      --epochs to continue it, or use --eval to evaluate it",
                     path.display(),
                     s.epoch,
-                    cfg.epochs
+                    cfg.optim.epochs
                 );
                 return Ok(RunSummary {
                     coco_stats: None,
                     epochs: s.epoch,
                     seconds: 0.0,
-                    output_dir: cfg.output_dir.clone(),
+                    output_dir: cfg.run.output_dir.clone(),
                 });
             }
             return Err(TrainError::NothingToTrain(format!(
                 "--start_epoch {} is not below --epochs {}: nothing to train",
-                cfg.start_epoch, cfg.epochs
+                cfg.run.start_epoch, cfg.optim.epochs
             )));
         }
     }
-    let out = cfg.output_dir.clone();
+    let out = cfg.run.output_dir.clone();
     if out.exists() && !out.is_dir() {
         return Err(TrainError::Config(format!(
             "--output_dir {} is a file, not a folder",
@@ -384,14 +386,21 @@ pub fn run<B: AutodiffBackend>(
     for p in checkpoint::remove_stale_temporaries(&out) {
         tracing::info!("removed {} (left by a run that was killed)", p.display());
     }
-    let resolved =
-        serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
-    write_file(&out.join("config.json"), resolved.as_bytes())?;
-
     let splits = open_splits(&cfg)?;
     let num_classes = cfg
+        .model
         .num_classes
         .unwrap_or_else(|| splits.train.as_ref().unwrap_or(&splits.val).num_classes());
+    // The resolved options, with the class count the data gave: `config.json` (which
+    // `detr-infer --config` reads too) and every checkpoint carry them.
+    cfg.model.num_classes = Some(num_classes);
+    cfg.model.arch.num_classes = num_classes;
+    let config_path = out.join("config.json");
+    let resolved = serde_json::to_value(&cfg).map_err(|e| TrainError::Encode {
+        path: config_path.clone(),
+        message: e.to_string(),
+    })?;
+    write_file(&config_path, format!("{resolved:#}").as_bytes())?;
     if let Some(train) = &splits.train {
         tracing::info!(
             "{} training and {} validation images, num_classes {num_classes}",
@@ -444,19 +453,26 @@ pub fn run<B: AutodiffBackend>(
         None => {}
     }
     // Checkpoints carry the configuration they were trained with (`--resume` uses it).
-    start_state.config =
-        Some(serde_json::to_value(&cfg).map_err(|e| TrainError::Config(e.to_string()))?);
-    if cfg.lr_backbone <= 0.0 {
+    start_state.config = Some(resolved);
+    if cfg.optim.lr_backbone <= 0.0 {
         model = model.freeze_backbone();
     }
     let n_parameters = model.num_trainable_params();
     tracing::info!("trainable parameters: {n_parameters}");
     let criterion = cfg.criterion_config(model.num_classes).init()?;
+    // The moving average of a resumed run continues from the file saved beside its
+    // checkpoint; otherwise it starts at the model's weights (in the strategy).
+    let ema = match (&resume, cfg.optim.ema_decay) {
+        (Some(ResumeFrom::Checkpoint(path, _)), Some(decay)) => {
+            ModelEma::load_beside(path, model.valid(), decay)?
+        }
+        _ => None,
+    };
 
     let val_pictures = splits.val.clone();
     let val_loader = DetrDataLoader::<B::InnerBackend>::new(
         splits.val,
-        LoaderConfig::val(cfg.batch_size).with_workers(cfg.num_workers),
+        LoaderConfig::val(cfg.data.batch_size).with_workers(cfg.data.num_workers),
         device.clone(),
     )?;
     let train_source = match splits.train {
@@ -465,10 +481,10 @@ pub fn run<B: AutodiffBackend>(
         None => val_pictures.clone(),
     };
     let train_images = train_source.len();
-    let step_batch = cfg.batch_size * devices.len();
+    let step_batch = cfg.data.batch_size * devices.len();
     let train_inner = DetrDataLoader::<B>::new(
         train_source,
-        LoaderConfig::train(step_batch, cfg.seed).with_workers(cfg.num_workers),
+        LoaderConfig::train(step_batch, cfg.run.seed).with_workers(cfg.data.num_workers),
         device.clone(),
     )?;
     let shard_devices = if devices.len() > 1 {
@@ -479,17 +495,17 @@ pub fn run<B: AutodiffBackend>(
     let train_loader = StepLoader::train(
         train_inner,
         start_state.epoch,
-        cfg.max_steps_per_epoch,
+        cfg.run.max_steps_per_epoch,
         shard_devices,
     );
     let steps_per_epoch = train_loader.steps_per_epoch();
-    if !cfg.eval && steps_per_epoch == 0 {
+    if !cfg.run.eval && steps_per_epoch == 0 {
         return Err(TrainError::NothingToTrain(format!(
             "the training split has {} images, fewer than one step's batch ({} = --batch_size {} \
              × {} devices; the last incomplete batch is dropped): nothing to train",
             train_images,
             step_batch,
-            cfg.batch_size,
+            cfg.data.batch_size,
             devices.len()
         )));
     }
@@ -502,7 +518,7 @@ pub fn run<B: AutodiffBackend>(
     }
     let valid_loader = StepLoader::valid(val_loader);
 
-    let dashboard = std::io::stdout().is_terminal() && !cfg.eval;
+    let dashboard = std::io::stdout().is_terminal() && !cfg.run.eval;
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let ground_truth = Arc::new(splits.val_coco);
     let strategy = DetrStrategy::<B> {
@@ -513,11 +529,13 @@ pub fn run<B: AutodiffBackend>(
         n_parameters,
         dashboard,
         outcome: outcome.clone(),
+        ema: Mutex::new(ema),
+        model_config: cfg.model_config(num_classes)?,
     };
-    let schedule = StepLr::new(cfg.lr, cfg.lr_drop, cfg.lr_gamma);
+    let schedule = StepLr::new(cfg.optim.lr, cfg.optim.lr_drop, cfg.optim.lr_gamma);
     let scheduler = StepLrScheduler::new(schedule, steps_per_epoch as u64, start_state.step);
     let learner = Learner::new(
-        DetrTraining::new(model, criterion, cfg.seed),
+        DetrTraining::new(model, criterion, cfg.run.seed),
         optim,
         scheduler,
     );
@@ -525,7 +543,7 @@ pub fn run<B: AutodiffBackend>(
         SupervisedTraining::new(&out, Arc::new(train_loader), Arc::new(valid_loader))
             .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
             .with_application_logger(None)
-            .num_epochs(cfg.epochs.max(1));
+            .num_epochs(cfg.optim.epochs.max(1));
     for m in ComponentMetric::main_components() {
         training = training
             .metric_train_numeric(m.clone())
@@ -541,20 +559,20 @@ pub fn run<B: AutodiffBackend>(
     let t0 = Instant::now();
     let result = training.launch(learner);
     let seconds = t0.elapsed().as_secs_f64();
-    let outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(e) = outcome.error {
         return Err(e);
     }
-    let final_model: Detr<B::InnerBackend> = result.model.model;
-    if cfg.eval {
+    // With `--ema_decay` the moving average is the run's model.
+    let final_model: Detr<B::InnerBackend> = outcome.ema.take().unwrap_or(result.model.model);
+    if cfg.run.eval {
         let Some(r) = outcome.last_eval else {
             return Err(TrainError::NothingToTrain(
                 "the evaluation did not run".into(),
             ));
         };
         print_eval(&r);
-        let text = serde_json::to_string_pretty(&eval_json(&r))
-            .map_err(|e| TrainError::Config(e.to_string()))?;
+        let text = format!("{:#}", eval_json(&r));
         write_file(&out.join("eval.json"), text.as_bytes())?;
         write_pictures(&cfg, &final_model, &device, &val_pictures)?;
         return Ok(RunSummary {

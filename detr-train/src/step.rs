@@ -21,6 +21,7 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use datasets::DetrBatch;
 use detr_model::{postprocess, Detr};
 
+use crate::components::LossComponents;
 use crate::criterion::{CriterionError, SetCriterion};
 use crate::error::TrainError;
 use crate::matcher::MatcherError;
@@ -83,9 +84,8 @@ pub struct TrainItem {
     pub step: u64,
     /// Images in the step.
     pub images: usize,
-    /// Every loss component (unweighted, named like the original), `loss` first; averaged
-    /// over the shards.
-    pub components: Vec<(String, f32)>,
+    /// Every loss component (unweighted); averaged over the shards.
+    pub components: LossComponents,
     /// Why the step produced no gradients (non-finite loss, bad target): the run stops.
     pub failure: Option<TrainError>,
 }
@@ -117,8 +117,8 @@ pub struct ImageResult {
 pub struct ValidItem {
     /// Images in the step.
     pub images: usize,
-    /// Every loss component, `loss` first.
-    pub components: Vec<(String, f32)>,
+    /// Every loss component (unweighted).
+    pub components: LossComponents,
     /// The detections of every image of the batch.
     pub detections: Vec<ImageResult>,
     /// The 12 COCO numbers, on the epoch's last item only (set by the training strategy once
@@ -165,15 +165,12 @@ pub(crate) fn split_batch<B: Backend>(
     out
 }
 
-/// Loss components as `(name, value)` pairs, named like the original, `loss` first.
-pub type Components = Vec<(String, f32)>;
-
 /// The loss components of a criterion output, or the non-finite stop.
 fn checked_components<B: Backend>(
     crit: Result<crate::criterion::CriterionOutput<B>, CriterionError>,
     epoch: usize,
     step: u64,
-) -> Result<(crate::criterion::CriterionOutput<B>, Components), TrainError> {
+) -> Result<(crate::criterion::CriterionOutput<B>, LossComponents), TrainError> {
     let crit = match crit {
         Ok(c) => c,
         // NaN/inf predictions already fail in the matcher: the same stop, with its message.
@@ -181,21 +178,18 @@ fn checked_components<B: Backend>(
             return Err(TrainError::NonFiniteLoss {
                 epoch,
                 step,
-                components: vec![("matching".into(), f32::NAN)],
+                components: None,
                 detail: format!("; {e}"),
             })
         }
         Err(e) => return Err(e.into()),
     };
     let components = crit.components()?;
-    if components
-        .iter()
-        .any(|(k, v)| k.starts_with("loss") && !v.is_finite())
-    {
+    if !components.losses_are_finite() {
         return Err(TrainError::NonFiniteLoss {
             epoch,
             step,
-            components,
+            components: Some(components),
             detail: String::new(),
         });
     }
@@ -203,7 +197,7 @@ fn checked_components<B: Backend>(
 }
 
 struct ShardOutput {
-    components: Vec<(String, f32)>,
+    components: LossComponents,
     grads: GradientsParams,
 }
 
@@ -238,7 +232,7 @@ impl<B: AutodiffBackend> DetrTraining<B> {
     pub fn gradients(
         &self,
         item: StepBatch<B>,
-    ) -> Result<(GradientsParams, Vec<(String, f32)>), TrainError> {
+    ) -> Result<(GradientsParams, LossComponents), TrainError> {
         let StepBatch {
             batch,
             epoch,
@@ -295,20 +289,11 @@ impl<B: AutodiffBackend> DetrTraining<B> {
                     .collect()
             })
         };
-        let mut components: Vec<(String, f32)> = Vec::new();
+        let mut components = LossComponents::default();
         let mut grads = GradientsAccumulator::<Detr<B>>::new();
         for r in results {
             let out = r?;
-            if components.is_empty() {
-                components = out
-                    .components
-                    .iter()
-                    .map(|(k, _)| (k.clone(), 0.0))
-                    .collect();
-            }
-            for (slot, (_, v)) in components.iter_mut().zip(&out.components) {
-                slot.1 += v / world as f32;
-            }
+            components = components.add_scaled(&out.components, 1.0 / world as f32);
             grads.accumulate(&self.model, out.grads.to_device(&main, &self.model));
         }
         Ok((grads.grads(), components))
@@ -323,7 +308,7 @@ impl<B: AutodiffBackend> TrainStep for DetrTraining<B> {
         let (epoch, step, images) = (item.epoch, item.step, item.batch.targets.len());
         let (grads, components, failure) = match self.gradients(item) {
             Ok((g, c)) => (g, c, None),
-            Err(e) => (GradientsParams::new(), Vec::new(), Some(e)),
+            Err(e) => (GradientsParams::new(), LossComponents::default(), Some(e)),
         };
         TrainOutput {
             grads,
@@ -344,7 +329,7 @@ impl<B: Backend> DetrTraining<B> {
     pub fn validate(
         &self,
         batch: DetrBatch<B>,
-    ) -> Result<(Components, Vec<ImageResult>), TrainError> {
+    ) -> Result<(LossComponents, Vec<ImageResult>), TrainError> {
         let out = self.model.forward(batch.images, batch.mask);
         let crit = self
             .criterion
@@ -383,7 +368,7 @@ impl<B: Backend> InferenceStep for DetrTraining<B> {
             },
             Err(e) => ValidItem {
                 images,
-                components: Vec::new(),
+                components: LossComponents::default(),
                 detections: Vec::new(),
                 coco_stats: None,
                 failure: Some(e),

@@ -28,9 +28,11 @@ use burn::train::{
 };
 use datasets::coco_eval::CocoEvaluator;
 use datasets::CocoFile;
+use detr_model::{Detr, DetrConfig};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::TrainConfig;
+use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::optim::DetrOptimizer;
 use crate::schedule::StepLrScheduler;
@@ -42,8 +44,8 @@ pub type DetrComponents<B> =
     LearningComponentsMarker<B, StepLrScheduler, DetrTraining<B>, DetrOptimizer<B>>;
 
 /// What a run left behind, read by [`crate::run::run`] once `launch` returns.
-#[derive(Debug, Default)]
-pub struct Outcome {
+#[derive(Debug)]
+pub struct Outcome<B: AutodiffBackend> {
     /// The progress at the end (epoch, step, history, best).
     pub state: TrainState,
     /// Why the run stopped early with an error (non-finite loss, bad data, I/O).
@@ -54,6 +56,8 @@ pub struct Outcome {
     pub stopped_early: bool,
     /// The interrupter stopped the run (e.g. `q` in the dashboard).
     pub interrupted: bool,
+    /// The moving average of the weights at the end (`--ema_decay`).
+    pub ema: Option<Detr<<B as AutodiffBackend>::InnerBackend>>,
 }
 
 /// DETR's epoch loop on Burn's `Learner` (see the module documentation).
@@ -71,13 +75,30 @@ pub struct DetrStrategy<B: AutodiffBackend> {
     /// Burn's dashboard is shown: no progress lines on standard output.
     pub dashboard: bool,
     /// Where the result goes.
-    pub outcome: Arc<Mutex<Outcome>>,
+    pub outcome: Arc<Mutex<Outcome<B>>>,
+    /// The moving average of the weights to continue (`--ema_decay`; taken at the start).
+    pub ema: Mutex<Option<ModelEma<B::InnerBackend>>>,
+    /// The model's configuration (for the saved moving average).
+    pub model_config: DetrConfig,
+}
+
+impl<B: AutodiffBackend> Default for Outcome<B> {
+    fn default() -> Self {
+        Self {
+            state: TrainState::default(),
+            error: None,
+            last_eval: None,
+            stopped_early: false,
+            interrupted: false,
+            ema: None,
+        }
+    }
 }
 
 type Processor<B> = SupervisedTrainingEventProcessor<DetrComponents<B>>;
 
 impl<B: AutodiffBackend> DetrStrategy<B> {
-    fn finish(&self, state: TrainState, f: impl FnOnce(&mut Outcome)) {
+    fn finish(&self, state: TrainState, f: impl FnOnce(&mut Outcome<B>)) {
         let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         o.state = state;
         f(&mut o);
@@ -106,7 +127,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             if let Some(e) = out.failure.take() {
                 return Err(e);
             }
-            losses.add(&out.components);
+            losses.add(&out.components.named());
             for d in &out.detections {
                 ignored += add_detections(&mut evaluator, d)?;
             }
@@ -124,7 +145,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             }
         }
         if losses.count() == 0 {
-            return Err(TrainError::Config(
+            return Err(TrainError::NothingToTrain(
                 "the validation split yielded no batch: nothing to evaluate".into(),
             ));
         }
@@ -157,17 +178,31 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         &self,
         name: &str,
         learner_model: &DetrTraining<B>,
+        ema: Option<&ModelEma<B::InnerBackend>>,
         state: &TrainState,
     ) -> Result<(), TrainError> {
-        checkpoint::save(
-            &self.cfg.output_dir.join(name),
-            &learner_model.model,
-            &self.optim,
-            state,
-        )
+        let path = self.cfg.run.output_dir.join(name);
+        // The average first: a checkpoint never stands beside an older average.
+        if let Some(e) = ema {
+            e.save_beside(&path, &self.model_config)?;
+        }
+        checkpoint::save(&path, &learner_model.model, &self.optim, state)
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// The model validation runs on: the moving average when there is one.
+    fn validation_model(
+        model: &DetrTraining<B>,
+        ema: Option<&ModelEma<B::InnerBackend>>,
+    ) -> DetrTraining<B::InnerBackend> {
+        let valid = model.valid();
+        match ema {
+            Some(e) => DetrTraining::new(e.model().clone(), valid.criterion, valid.seed),
+            None => valid,
+        }
+    }
+
+    // The Learner's pieces plus the run state: grouping them would only rename them.
+    #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
     fn run_epochs(
         &self,
         learner: &mut Learner<DetrComponents<B>>,
@@ -176,11 +211,12 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         processor: &mut Processor<B>,
         interrupter: &Interrupter,
         state: &mut TrainState,
+        ema: &mut Option<ModelEma<B::InnerBackend>>,
     ) -> Result<(), TrainError> {
         let cfg = &self.cfg;
-        if cfg.eval {
+        if cfg.run.eval {
             let global = Progress::new(state.epoch.max(1), state.epoch.max(1));
-            let model = learner.model().valid();
+            let model = Self::validation_model(&learner.model(), ema.as_ref());
             let r = self.validate(&model, valid, processor, &global, interrupter)?;
             let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
             o.last_eval = Some(r);
@@ -188,10 +224,10 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         }
         let start = Instant::now();
         let first_epoch = state.epoch;
-        let print_freq = cfg.print_freq.max(1);
-        while state.epoch < cfg.epochs {
+        let print_freq = cfg.run.print_freq.max(1);
+        while state.epoch < cfg.optim.epochs {
             let epoch = state.epoch;
-            let global = Progress::new(epoch + 1, cfg.epochs);
+            let global = Progress::new(epoch + 1, cfg.optim.epochs);
             let t0 = Instant::now();
             let mut avg = Averages::default();
             let mut lr_epoch = None;
@@ -208,10 +244,13 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                     return Err(e);
                 }
                 learner.optimizer_step(out.grads);
+                if let Some(e) = ema.as_mut() {
+                    e.update(&learner.model().model.valid());
+                }
                 state.step += 1;
                 let lr = learner.lr_current();
                 lr_epoch.get_or_insert(lr);
-                let mut values = out.item.components.clone();
+                let mut values = out.item.components.named();
                 values.push((
                     "grad_norm".into(),
                     self.optim.last_grad_norm().unwrap_or(f32::NAN),
@@ -265,7 +304,8 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             }
             state.epoch += 1;
             let lr = lr_epoch.unwrap_or(f64::NAN);
-            let validate = (epoch + 1).is_multiple_of(cfg.eval_every) || epoch + 1 == cfg.epochs;
+            let validate =
+                (epoch + 1).is_multiple_of(cfg.run.eval_every) || epoch + 1 == cfg.optim.epochs;
             let model = learner.model();
             state.history.push(crate::run::log_line(
                 epoch,
@@ -276,13 +316,20 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 t0.elapsed().as_secs_f64(),
             ));
             // The epoch is safe before validation runs.
-            self.save("checkpoint.mpk", &model, state)?;
-            let drops = (epoch + 1).is_multiple_of(cfg.lr_drop) && epoch + 1 < cfg.epochs;
+            self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
+            let drops =
+                (epoch + 1).is_multiple_of(cfg.optim.lr_drop) && epoch + 1 < cfg.optim.epochs;
             if drops {
-                self.save(&format!("checkpoint{epoch:04}.mpk"), &model, state)?;
+                self.save(
+                    &format!("checkpoint{epoch:04}.mpk"),
+                    &model,
+                    ema.as_ref(),
+                    state,
+                )?;
             }
             if validate {
-                let r = self.validate(&model.valid(), valid, processor, &global, interrupter)?;
+                let vmodel = Self::validation_model(&model, ema.as_ref());
+                let r = self.validate(&vmodel, valid, processor, &global, interrupter)?;
                 tracing::info!(
                     "epoch {epoch}: AP {:.4} AP50 {:.4} (test loss {:.4})",
                     r.coco_stats[0],
@@ -308,19 +355,24 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 } else {
                     state.epochs_without_improvement += 1;
                 }
-                self.save("checkpoint.mpk", &model, state)?;
+                self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
                 if drops {
-                    self.save(&format!("checkpoint{epoch:04}.mpk"), &model, state)?;
+                    self.save(
+                        &format!("checkpoint{epoch:04}.mpk"),
+                        &model,
+                        ema.as_ref(),
+                        state,
+                    )?;
                 }
                 if better {
-                    self.save("checkpoint_best.mpk", &model, state)?;
+                    self.save("checkpoint_best.mpk", &model, ema.as_ref(), state)?;
                 }
                 let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
                 o.last_eval = Some(r);
             }
-            crate::run::write_logs(&cfg.output_dir, &state.history)?;
+            crate::run::write_logs(&cfg.run.output_dir, &state.history)?;
             let done = state.epoch - first_epoch;
-            let remaining = (cfg.epochs - state.epoch) as f64 * start.elapsed().as_secs_f64()
+            let remaining = (cfg.optim.epochs - state.epoch) as f64 * start.elapsed().as_secs_f64()
                 / done.max(1) as f64;
             tracing::info!(
                 "epoch {epoch} done in {}, elapsed {}, eta {}",
@@ -328,7 +380,9 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 fmt_secs(start.elapsed().as_secs_f64()),
                 fmt_secs(remaining)
             );
-            if cfg.early_stopping > 0 && state.epochs_without_improvement >= cfg.early_stopping {
+            if cfg.run.early_stopping > 0
+                && state.epochs_without_improvement >= cfg.run.early_stopping
+            {
                 tracing::info!(
                     "early stopping: AP has not improved for {} validations (best {:.4} at epoch {})",
                     state.epochs_without_improvement,
@@ -356,6 +410,17 @@ impl<B: AutodiffBackend> SupervisedLearningStrategy<DetrComponents<B>> for DetrS
         let mut processor = components.event_processor;
         let interrupter = components.interrupter;
         let mut state = self.start.clone();
+        let mut ema = self
+            .ema
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .or_else(|| {
+                self.cfg
+                    .optim
+                    .ema_decay
+                    .map(|d| ModelEma::new(learner.model().model.valid(), d))
+            });
         let result = self.run_epochs(
             &mut learner,
             &train,
@@ -363,8 +428,12 @@ impl<B: AutodiffBackend> SupervisedLearningStrategy<DetrComponents<B>> for DetrS
             &mut processor,
             &interrupter,
             &mut state,
+            &mut ema,
         );
-        self.finish(state, |o| o.error = result.err());
+        self.finish(state, |o| {
+            o.error = result.err();
+            o.ema = ema.map(|e| e.model().clone());
+        });
         (learner.model(), processor)
     }
 }

@@ -26,8 +26,8 @@ use crate::step::{DetrTraining, ImageResult, StepBatch};
 /// The values of one training step.
 #[derive(Debug, Clone)]
 pub struct StepStats {
-    /// Every loss component (unweighted, named like the original), `loss` first.
-    pub components: Vec<(String, f32)>,
+    /// Every loss component (unweighted).
+    pub components: crate::components::LossComponents,
     /// Total gradient norm before clipping.
     pub grad_norm: Option<f32>,
     /// Learning rate of the non-backbone group.
@@ -110,16 +110,16 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// A trainer for `model` (already initialised or loaded) with `config`'s recipe.
     pub fn new(config: TrainConfig, model: Detr<B>, device: B::Device) -> Result<Self, TrainError> {
         config.validate()?;
-        let model = if config.lr_backbone <= 0.0 {
+        let model = if config.optim.lr_backbone <= 0.0 {
             model.freeze_backbone()
         } else {
             model
         };
         let criterion = config.criterion_config(model.num_classes).init()?;
         let optim = DetrOptimizer::new(&model, config.optimizer_options());
-        let schedule = StepLr::new(config.lr, config.lr_drop, config.lr_gamma);
+        let schedule = StepLr::new(config.optim.lr, config.optim.lr_drop, config.optim.lr_gamma);
         let state = TrainState {
-            epoch: config.start_epoch,
+            epoch: config.run.start_epoch,
             ..TrainState::default()
         };
         Ok(Self {
@@ -148,7 +148,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 "devices must name at least one device".into(),
             ));
         };
-        check_devices(self.config.batch_size, devices.len())?;
+        check_devices(self.config.data.batch_size, devices.len())?;
         self.device = main.clone();
         self.devices = devices;
         Ok(self)
@@ -158,8 +158,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// A non-finite loss is an error (nothing is updated).
     pub fn train_step(&mut self, batch: DetrBatch<B>) -> Result<StepStats, TrainError> {
         let lr = self.schedule.lr(self.state.epoch);
-        let module =
-            DetrTraining::new(self.model.clone(), self.criterion.clone(), self.config.seed);
+        let module = DetrTraining::new(
+            self.model.clone(),
+            self.criterion.clone(),
+            self.config.run.seed,
+        );
         let devices = if self.devices.len() > 1 {
             self.devices.clone()
         } else {
@@ -192,7 +195,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn load_checkpoint(mut self, path: &Path) -> Result<Self, TrainError> {
         let loaded = crate::checkpoint::load(path, self.model.clone(), &self.device)?;
         self.model = loaded.model;
-        if self.config.lr_backbone <= 0.0 {
+        if self.config.optim.lr_backbone <= 0.0 {
             self.model = self.model.freeze_backbone();
         }
         self.optim = DetrOptimizer::new(&self.model, *self.optim.options());

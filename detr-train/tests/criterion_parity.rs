@@ -223,7 +223,7 @@ fn run_parity<B: AutodiffBackend>(device: &B::Device) {
             case.name
         );
         check_indices(case, &out.indices);
-        check_losses(case, &out.components().expect("components"));
+        check_losses(case, &out.components().expect("components").named());
 
         let grads = out.loss.backward();
         let gl = logits
@@ -277,7 +277,7 @@ fn parity_forward_flex() {
             )
             .unwrap();
         check_indices(&case, &out.indices);
-        check_losses(&case, &out.components().unwrap());
+        check_losses(&case, &out.components().unwrap().named());
     }
 }
 

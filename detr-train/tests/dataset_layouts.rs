@@ -27,10 +27,11 @@ fn training_opens_every_layout_without_split_names() {
             ..Default::default()
         };
         generate(&root, &options).unwrap();
-        let cfg = TrainConfig {
-            dataset_file: "coco".into(),
-            coco_path: root.clone(),
-            ..TrainConfig::default()
+        let cfg = {
+            let mut c = TrainConfig::default();
+            c.data.dataset_file = detr_train::config::DatasetKind::Coco;
+            c.data.coco_path = root.clone();
+            c
         };
         let splits = open_splits(&cfg).unwrap_or_else(|e| panic!("{layout}: {e}"));
         assert_eq!(splits.train.as_ref().map(|t| t.len()), Some(3), "{layout}");
@@ -49,10 +50,11 @@ fn training_opens_every_layout_without_split_names() {
 fn a_folder_without_a_dataset_names_every_place_looked_at() {
     let root = temp("empty");
     std::fs::create_dir_all(&root).unwrap();
-    let cfg = TrainConfig {
-        dataset_file: "coco".into(),
-        coco_path: root.clone(),
-        ..TrainConfig::default()
+    let cfg = {
+        let mut c = TrainConfig::default();
+        c.data.dataset_file = detr_train::config::DatasetKind::Coco;
+        c.data.coco_path = root.clone();
+        c
     };
     let err = open_splits(&cfg).err().expect("no dataset").to_string();
     for pattern in [

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
+use clap::CommandFactory;
 use detr_train::config::{SyntheticConfig, TrainConfig};
+use detr_train::resolve::{resolve_resumed, FileOptions};
 use detr_train::run::run;
 use detr_train::TrainError;
 
@@ -29,33 +31,34 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn micro(root: &Path) -> TrainConfig {
-    TrainConfig {
-        enc_layers: Some(1),
-        dec_layers: Some(2),
-        num_queries: Some(4),
-        dim_feedforward: Some(32),
-        hidden_dim: Some(16),
-        nheads: Some(2),
-        backbone_width: Some(8),
+    {
+        let mut c = TrainConfig::synthetic_tiny();
+        c.model.arch.enc_layers = 1;
+        c.model.arch.dec_layers = 2;
+        c.model.arch.num_queries = 4;
+        c.model.arch.dim_feedforward = 32;
+        c.model.arch.hidden_dim = 16;
+        c.model.arch.nheads = 2;
+        c.model.arch.backbone_width = 8;
         // Dropout on: the RNG state matters for exact resume.
-        dropout: Some(0.1),
-        batch_size: 2,
-        epochs: 2,
-        lr_drop: 1,
-        eval_every: 1,
-        num_workers: 1,
-        image_scale: 0.08,
-        num_vis_images: 0,
-        coco_path: root.join("data"),
-        output_dir: root.join("out"),
-        synthetic: SyntheticConfig {
+        c.model.arch.dropout = 0.1;
+        c.data.batch_size = 2;
+        c.optim.epochs = 2;
+        c.optim.lr_drop = 1;
+        c.run.eval_every = 1;
+        c.data.num_workers = 1;
+        c.data.image_scale = 0.08;
+        c.run.num_vis_images = 0;
+        c.data.coco_path = root.join("data");
+        c.run.output_dir = root.join("out");
+        c.data.synthetic = SyntheticConfig {
             train_images: 4,
             val_images: 2,
             min_image_size: 64,
             max_image_size: 80,
             ..SyntheticConfig::default()
-        },
-        ..TrainConfig::synthetic_tiny()
+        };
+        c
     }
 }
 
@@ -83,15 +86,16 @@ fn checkpoint_values(cfg: &TrainConfig, path: &Path) -> Vec<Vec<f32>> {
 fn a_resumed_learner_run_ends_with_the_parameters_of_an_uninterrupted_one() {
     let _g = serial();
     let root = tmp("resume");
-    let full = TrainConfig {
-        output_dir: root.join("full"),
-        num_classes: Some(6),
-        ..micro(&root)
+    let full = {
+        let mut c = micro(&root);
+        c.run.output_dir = root.join("full");
+        c.model.num_classes = Some(6);
+        c
     };
     let s = run::<B>(full.clone(), vec![Default::default()]).unwrap();
     assert_eq!(s.epochs, 2);
     // Burn's own metric logs beside log.txt, and the best checkpoint beside the last.
-    let out = &full.output_dir;
+    let out = &full.run.output_dir;
     for f in [
         "log.txt",
         "curves.png",
@@ -117,42 +121,45 @@ fn a_resumed_learner_run_ends_with_the_parameters_of_an_uninterrupted_one() {
 
     // One epoch, then resumed to the second in the same folder; a stale temporary file of a
     // killed run is removed by the run that resumes there.
-    let half = TrainConfig {
-        output_dir: root.join("half"),
-        epochs: 1,
-        ..full.clone()
+    let half = {
+        let mut c = full.clone();
+        c.run.output_dir = root.join("half");
+        c.optim.epochs = 1;
+        c
     };
     run::<B>(half.clone(), vec![Default::default()]).unwrap();
-    let stale = half.output_dir.join(".checkpoint.mpk.tmp-999999999");
+    let stale = half.run.output_dir.join(".checkpoint.mpk.tmp-999999999");
     std::fs::write(&stale, b"partial").unwrap();
-    let resumed = TrainConfig {
-        resume: Some(half.output_dir.join("checkpoint.mpk")),
-        epochs: 2,
-        ..half.clone()
+    let resumed = {
+        let mut c = half.clone();
+        c.run.resume = Some(half.run.output_dir.join("checkpoint.mpk"));
+        c.optim.epochs = 2;
+        c
     };
     let s = run::<B>(resumed.clone(), vec![Default::default()]).unwrap();
     assert_eq!(s.epochs, 2);
     assert!(!stale.exists(), "the stale temporary file was not removed");
-    let a = checkpoint_values(&full, &full.output_dir.join("checkpoint.mpk"));
-    let b = checkpoint_values(&full, &half.output_dir.join("checkpoint.mpk"));
+    let a = checkpoint_values(&full, &full.run.output_dir.join("checkpoint.mpk"));
+    let b = checkpoint_values(&full, &half.run.output_dir.join("checkpoint.mpk"));
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "parameter {i} differs after resume");
     }
-    let lines = std::fs::read_to_string(half.output_dir.join("log.txt")).unwrap();
+    let lines = std::fs::read_to_string(half.run.output_dir.join("log.txt")).unwrap();
     assert_eq!(lines.lines().count(), 2);
 
     // Resuming the finished run trains nothing and says so (exit 0, nothing changed).
-    let before = std::fs::read(half.output_dir.join("checkpoint.mpk")).unwrap();
-    let again = TrainConfig {
-        resume: Some(half.output_dir.join("checkpoint.mpk")),
-        ..half.clone()
+    let before = std::fs::read(half.run.output_dir.join("checkpoint.mpk")).unwrap();
+    let again = {
+        let mut c = half.clone();
+        c.run.resume = Some(half.run.output_dir.join("checkpoint.mpk"));
+        c
     };
     let s = run::<B>(again, vec![Default::default()]).unwrap();
     assert_eq!(s.epochs, 2);
     assert!(s.coco_stats.is_none());
     assert_eq!(
-        std::fs::read(half.output_dir.join("checkpoint.mpk")).unwrap(),
+        std::fs::read(half.run.output_dir.join("checkpoint.mpk")).unwrap(),
         before
     );
     let _ = std::fs::remove_dir_all(&root);
@@ -185,23 +192,25 @@ fn remap_categories(data: &Path, ids: &[u64]) {
 fn coco_category_ids_with_gaps_train_validate_and_evaluate() {
     let _g = serial();
     let root = tmp("gaps");
-    let cfg = TrainConfig {
-        epochs: 1,
-        ..micro(&root)
+    let cfg = {
+        let mut c = micro(&root);
+        c.optim.epochs = 1;
+        c
     };
     detr_train::run::ensure_synthetic(&cfg).unwrap();
-    remap_categories(&cfg.coco_path, &[1, 18, 44, 62, 77, 90]);
+    remap_categories(&cfg.data.coco_path, &[1, 18, 44, 62, 77, 90]);
     // 91 classes (max id + 1): most of the untrained model's detections are of classes that
     // are not categories of the ground truth; they are ignored, as pycocotools does.
     let s = run::<B>(cfg.clone(), vec![Default::default()]).unwrap();
     let stats = s.coco_stats.expect("validation ran");
     assert!(stats.iter().all(|v| (-1.0..=1.0).contains(v)), "{stats:?}");
-    assert!(cfg.output_dir.join("checkpoint.mpk").is_file());
-    let eval = TrainConfig {
-        resume: Some(cfg.output_dir.join("checkpoint.mpk")),
-        eval: true,
-        output_dir: root.join("eval"),
-        ..cfg
+    assert!(cfg.run.output_dir.join("checkpoint.mpk").is_file());
+    let eval = {
+        let mut c = cfg.clone();
+        c.run.resume = Some(cfg.run.output_dir.join("checkpoint.mpk"));
+        c.run.eval = true;
+        c.run.output_dir = root.join("eval");
+        c
     };
     let s = run::<B>(eval, vec![Default::default()]).unwrap();
     assert!(s.coco_stats.is_some());
@@ -225,26 +234,29 @@ fn runs_that_would_train_nothing_are_clear_errors() {
     detr_train::run::ensure_synthetic(&cfg).unwrap();
 
     let msg = expect_nothing_to_train(
-        TrainConfig {
-            epochs: 0,
-            ..cfg.clone()
+        {
+            let mut c = cfg.clone();
+            c.optim.epochs = 0;
+            c
         },
         "--epochs 0",
     );
     assert!(msg.contains("--epochs is 0"), "{msg}");
     let msg = expect_nothing_to_train(
-        TrainConfig {
-            start_epoch: 2,
-            ..cfg.clone()
+        {
+            let mut c = cfg.clone();
+            c.run.start_epoch = 2;
+            c
         },
         "--start_epoch 2 --epochs 2",
     );
     assert!(msg.contains("--start_epoch 2"), "{msg}");
     // 4 training images, batches of 5: drop_last leaves no step.
     let msg = expect_nothing_to_train(
-        TrainConfig {
-            batch_size: 5,
-            ..cfg.clone()
+        {
+            let mut c = cfg.clone();
+            c.data.batch_size = 5;
+            c
         },
         "batch larger than the split",
     );
@@ -252,11 +264,12 @@ fn runs_that_would_train_nothing_are_clear_errors() {
         msg.contains("4 images") && msg.contains("--batch_size 5"),
         "{msg}"
     );
-    assert!(!cfg.output_dir.join("model.mpk").exists());
+    assert!(!cfg.run.output_dir.join("model.mpk").exists());
 
     // An empty training split, then an empty validation split.
     let empty = |split: &str| {
         let path = cfg
+            .data
             .coco_path
             .join(format!("annotations/instances_{split}.json"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -283,33 +296,40 @@ fn runs_that_would_train_nothing_are_clear_errors() {
 fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
     let _g = serial();
     let root = tmp("arch");
-    let cfg = TrainConfig {
-        epochs: 1,
-        ..micro(&root)
+    let cfg = {
+        let mut c = micro(&root);
+        c.optim.epochs = 1;
+        c
     };
     run::<B>(cfg.clone(), vec![Default::default()]).unwrap();
-    let ckpt = cfg.output_dir.join("checkpoint.mpk");
+    let ckpt = cfg.run.output_dir.join("checkpoint.mpk");
     let state = detr_train::checkpoint::read_state(&ckpt).unwrap();
     let saved: TrainConfig = serde_json::from_value(state.config.expect("config stored")).unwrap();
-    assert_eq!(saved, cfg);
+    let mut expected = cfg.clone();
+    expected.model.num_classes = Some(6);
+    expected.model.arch.num_classes = 6;
+    assert_eq!(saved, expected);
 
     // Library: the model built from other options does not load, with a clear error.
     for other in [
-        TrainConfig {
-            backbone_norm: Some("frozen".into()),
-            ..cfg.clone()
+        {
+            let mut c = cfg.clone();
+            c.model.arch.backbone_norm = detr_model::BackboneNormKind::Frozen;
+            c
         },
-        TrainConfig {
-            hidden_dim: Some(32),
-            ..cfg.clone()
+        {
+            let mut c = cfg.clone();
+            c.model.arch.hidden_dim = 32;
+            c
         },
     ] {
         let r = run::<B>(
-            TrainConfig {
-                resume: Some(ckpt.clone()),
-                epochs: 2,
-                output_dir: root.join("other"),
-                ..other
+            {
+                let mut c = other;
+                c.run.resume = Some(ckpt.clone());
+                c.optim.epochs = 2;
+                c.run.output_dir = root.join("other");
+                c
             },
             vec![Default::default()],
         );
@@ -320,25 +340,31 @@ fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
     }
 
     // The options of a resume: the checkpoint's, with the command line's laid over it.
-    let base = TrainConfig::synthetic_tiny();
-    let given = TrainConfig {
-        resume: Some(ckpt.clone()),
-        epochs: 5,
-        ..base.clone()
+    let ckpt_arg = ckpt.display().to_string();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["detr-train", "--resume", ckpt_arg.as_str()];
+        all.extend_from_slice(args);
+        TrainConfig::command().get_matches_from(all)
     };
-    let merged = TrainConfig::for_resume(&saved, &base, &given).unwrap();
-    assert_eq!(merged.epochs, 5);
-    assert_eq!(merged.hidden_dim, cfg.hidden_dim);
-    assert_eq!(merged.resume.as_deref(), Some(ckpt.as_path()));
-    let given = TrainConfig {
-        resume: Some(ckpt.clone()),
-        preset: "r50".into(),
-        backbone_norm: Some("frozen".into()),
-        ..base.clone()
-    };
-    let err = TrainConfig::for_resume(&saved, &base, &given)
-        .unwrap_err()
-        .to_string();
+    let none = FileOptions::default();
+    let merged = resolve_resumed(&saved, &cli(&["--epochs", "5"]), &none).unwrap();
+    assert_eq!(merged.optim.epochs, 5);
+    assert_eq!(merged.model.arch, saved.model.arch);
+    assert_eq!(merged.run.resume.as_deref(), Some(ckpt.as_path()));
+    // The preset's own value of an option is the same model.
+    let same = resolve_resumed(
+        &saved,
+        &cli(&["--preset", "tiny", "--dilation", "false"]),
+        &none,
+    );
+    assert!(same.is_ok(), "{same:?}");
+    let err = resolve_resumed(
+        &saved,
+        &cli(&["--preset", "r50", "--backbone_norm", "frozen"]),
+        &none,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("--preset") && err.contains("--backbone_norm"),
         "{err}"
@@ -350,23 +376,26 @@ fn resuming_with_another_architecture_is_a_clear_error_never_a_panic() {
 fn negative_weight_decay_and_clip_are_rejected() {
     for (cfg, name) in [
         (
-            TrainConfig {
-                weight_decay: -1.0,
-                ..TrainConfig::original()
+            {
+                let mut c = TrainConfig::original();
+                c.optim.weight_decay = -1.0;
+                c
             },
             "weight_decay",
         ),
         (
-            TrainConfig {
-                clip_max_norm: -1.0,
-                ..TrainConfig::original()
+            {
+                let mut c = TrainConfig::original();
+                c.optim.clip_max_norm = -1.0;
+                c
             },
             "clip_max_norm",
         ),
         (
-            TrainConfig {
-                eos_coef: f32::NAN,
-                ..TrainConfig::original()
+            {
+                let mut c = TrainConfig::original();
+                c.loss.eos_coef = f32::NAN;
+                c
             },
             "eos_coef",
         ),
@@ -379,9 +408,10 @@ fn negative_weight_decay_and_clip_are_rejected() {
 #[test]
 fn the_binary_exits_2_on_a_non_finite_loss_and_writes_no_checkpoint() {
     let root = tmp("nonfinite-bin");
-    let cfg = TrainConfig {
-        num_classes: Some(6),
-        ..micro(&root)
+    let cfg = {
+        let mut c = micro(&root);
+        c.model.num_classes = Some(6);
+        c
     };
     detr_train::run::ensure_synthetic(&cfg).unwrap();
     // Weights whose class head's bias is NaN: the first step's loss is NaN.
@@ -397,7 +427,7 @@ fn the_binary_exits_2_on_a_non_finite_loss_and_writes_no_checkpoint() {
     let out = root.join("out");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_detr-train"))
         .args(["--dataset_file", "synthetic", "--coco_path"])
-        .arg(&cfg.coco_path)
+        .arg(&cfg.data.coco_path)
         .arg("--output_dir")
         .arg(&out)
         .arg("--pretrained")
@@ -440,5 +470,163 @@ fn the_binary_exits_2_on_a_non_finite_loss_and_writes_no_checkpoint() {
         "{stderr}"
     );
     assert!(!out.join("checkpoint.mpk").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The original README's evaluation command, as is (`--batch_size 2 --no_aux_loss --eval
+/// --resume <official .pth> --coco_path <COCO folder>`), with the fixture model's
+/// architecture: the loss components and COCO numbers match the PyTorch reference
+/// (`tools/make_eval_fixture.py`: the original's model, criterion and pycocotools).
+#[test]
+fn eval_resume_of_an_official_pth_gives_the_reference_losses() {
+    let root = tmp("eval_pth");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let fixture = repo.join("detr-train/tests/fixtures/eval_pth");
+    let pth = repo.join("detr-model/tests/fixtures/tiny_r18.pth");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+            .unwrap();
+    for (aux, key) in [(false, "no_aux"), (true, "with_aux")] {
+        let out = root.join(key);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_detr-train"));
+        cmd.args(["--batch_size", "2"]);
+        if !aux {
+            cmd.arg("--no_aux_loss");
+        }
+        cmd.arg("--eval")
+            .arg("--resume")
+            .arg(&pth)
+            .arg("--coco_path")
+            .arg(&fixture)
+            .arg("--output_dir")
+            .arg(&out)
+            // The fixture model's architecture (tools/make_model_fixture.py's `tiny_r18`).
+            .args([
+                "--backbone",
+                "resnet18",
+                "--backbone_width",
+                "16",
+                "--hidden_dim",
+                "64",
+            ])
+            .args(["--nheads", "4", "--enc_layers", "2", "--dec_layers", "3"])
+            .args([
+                "--dim_feedforward",
+                "128",
+                "--num_queries",
+                "12",
+                "--num_classes",
+                "6",
+            ])
+            .args([
+                "--image_scale",
+                "0.1",
+                "--num_vis_images",
+                "0",
+                "--num_workers",
+                "1",
+            ]);
+        let res = cmd.output().unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert!(res.status.success(), "{log}");
+        let got: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+        let want = expected[key].as_object().unwrap();
+        for (name, v) in want {
+            let w = v.as_f64().unwrap();
+            let g = got[format!("test_{name}")]
+                .as_f64()
+                .unwrap_or_else(|| panic!("eval.json has no test_{name}: {got}"));
+            // float32 forward and loss against the float64 loss of PyTorch's float32 forward:
+            // agreement to 1e-4 relative (the model parity tests show ~1e-6 on the outputs).
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{key} {name}: detr-rs {g}, PyTorch {w}"
+            );
+        }
+        let stats = got["test_coco_eval_bbox"].as_array().unwrap();
+        for (i, (g, w)) in stats
+            .iter()
+            .zip(expected["coco_stats"].as_array().unwrap())
+            .enumerate()
+        {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 1e-6,
+                "COCO number {i}: detr-rs {g}, pycocotools {w}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `--ema_decay`: the moving average is saved beside each checkpoint, continues exactly
+/// across a resume, and is the run's `model.mpk`.
+#[test]
+fn the_weight_average_resumes_exactly_and_is_the_final_model() {
+    let _g = serial();
+    let root = tmp("ema");
+    let full = {
+        let mut c = micro(&root);
+        c.run.output_dir = root.join("full");
+        c.model.num_classes = Some(6);
+        c.optim.ema_decay = Some(0.5);
+        c
+    };
+    run::<B>(full.clone(), vec![Default::default()]).unwrap();
+    let ema_file = full.run.output_dir.join("checkpoint.mpk.ema.mpk");
+    assert!(
+        ema_file.is_file(),
+        "the average is saved beside the checkpoint"
+    );
+    let half = {
+        let mut c = full.clone();
+        c.run.output_dir = root.join("half");
+        c.optim.epochs = 1;
+        c
+    };
+    run::<B>(half.clone(), vec![Default::default()]).unwrap();
+    let resumed = {
+        let mut c = half.clone();
+        c.run.resume = Some(half.run.output_dir.join("checkpoint.mpk"));
+        c.optim.epochs = 2;
+        c
+    };
+    run::<B>(resumed, vec![Default::default()]).unwrap();
+    let model_values = |path: &Path| {
+        let device = Default::default();
+        let (model, _) = detr_train::run::build_model::<Flex>(&full, 6, &device).unwrap();
+        let (model, _) = detr_model::weights::load_checkpoint(
+            model,
+            path,
+            detr_model::weights::WeightFormat::Auto,
+            detr_model::weights::LoadOptions {
+                strict: true,
+                reinit_class_head: false,
+            },
+        )
+        .unwrap();
+        let mut v = Values::default();
+        model.visit(&mut v);
+        v.0
+    };
+    let a = model_values(&ema_file);
+    let b = model_values(&half.run.output_dir.join("checkpoint.mpk.ema.mpk"));
+    assert_eq!(
+        a, b,
+        "the average after a resume differs from the uninterrupted one"
+    );
+    // The final model is the average, not the last weights.
+    let final_model = model_values(&full.run.output_dir.join("model.mpk"));
+    assert_eq!(final_model, a);
+    let last = checkpoint_values(&full, &full.run.output_dir.join("checkpoint.mpk"));
+    assert_ne!(
+        last, a,
+        "with decay 0.5 the average is not the last weights"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -142,7 +142,7 @@ fn empty_targets_match_nothing() {
     let criterion = SetCriterionConfig::new(4).init().unwrap();
     let out = criterion.forward(logits, boxes, &targets).unwrap();
     let comps: std::collections::HashMap<String, f32> =
-        out.components().unwrap().into_iter().collect();
+        out.components().unwrap().named().into_iter().collect();
     assert_eq!(out.num_boxes, 1.0);
     assert_eq!(comps["loss_bbox"], 0.0);
     assert_eq!(comps["loss_giou_0"], 0.0);
@@ -364,7 +364,12 @@ fn more_targets_than_queries() {
     let criterion = SetCriterionConfig::new(3).init().unwrap();
     let out = criterion.forward(logits, boxes, &targets).unwrap();
     assert_eq!(out.num_boxes, 8.0);
-    assert!(out.components().unwrap().iter().all(|(_, v)| v.is_finite()));
+    assert!(out
+        .components()
+        .unwrap()
+        .named()
+        .iter()
+        .all(|(_, v)| v.is_finite()));
 }
 
 #[test]
@@ -386,8 +391,10 @@ fn num_boxes_override_scales_box_losses() {
     let global = criterion
         .forward_with_num_boxes(logits.clone(), boxes.clone(), &targets, 10.0)
         .unwrap();
-    let a: std::collections::HashMap<_, _> = local.components().unwrap().into_iter().collect();
-    let b: std::collections::HashMap<_, _> = global.components().unwrap().into_iter().collect();
+    let a: std::collections::HashMap<_, _> =
+        local.components().unwrap().named().into_iter().collect();
+    let b: std::collections::HashMap<_, _> =
+        global.components().unwrap().named().into_iter().collect();
     assert!((a["loss_bbox"] / 2.0 - b["loss_bbox"]).abs() < 1e-6);
     assert!((a["loss_giou_0"] / 2.0 - b["loss_giou_0"]).abs() < 1e-6);
     assert_eq!(a["loss_ce"], b["loss_ce"]);
@@ -418,7 +425,7 @@ fn forward_output_equals_forward() {
     let b = criterion.forward_output(output, &targets).unwrap();
     assert_eq!(a.components().unwrap(), b.components().unwrap());
     assert_eq!(a.indices, b.indices);
-    assert_eq!(a.component_names().len(), 6 + 4 * 2);
+    assert_eq!(a.components().unwrap().named().len(), 6 + 4 * 2);
 }
 
 /// `detr_model::box_ops::generalized_box_iou` (pairwise, broadcasting `[N,1]` against `[1,M]`)

@@ -19,32 +19,33 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn micro(root: &std::path::Path) -> TrainConfig {
-    TrainConfig {
-        enc_layers: Some(1),
-        dec_layers: Some(1),
-        num_queries: Some(4),
-        dim_feedforward: Some(32),
-        hidden_dim: Some(16),
-        nheads: Some(2),
-        backbone_width: Some(8),
-        batch_size: 2,
-        epochs: 2,
-        lr_drop: 1,
-        eval_every: 1,
-        num_workers: 1,
-        image_scale: 0.08,
-        num_vis_images: 2,
-        vis_threshold: 0.0,
-        coco_path: root.join("data"),
-        output_dir: root.join("out"),
-        synthetic: SyntheticConfig {
+    {
+        let mut c = TrainConfig::synthetic_tiny();
+        c.model.arch.enc_layers = 1;
+        c.model.arch.dec_layers = 1;
+        c.model.arch.num_queries = 4;
+        c.model.arch.dim_feedforward = 32;
+        c.model.arch.hidden_dim = 16;
+        c.model.arch.nheads = 2;
+        c.model.arch.backbone_width = 8;
+        c.data.batch_size = 2;
+        c.optim.epochs = 2;
+        c.optim.lr_drop = 1;
+        c.run.eval_every = 1;
+        c.data.num_workers = 1;
+        c.data.image_scale = 0.08;
+        c.run.num_vis_images = 2;
+        c.run.vis_threshold = 0.0;
+        c.data.coco_path = root.join("data");
+        c.run.output_dir = root.join("out");
+        c.data.synthetic = SyntheticConfig {
             train_images: 4,
             val_images: 2,
             min_image_size: 64,
             max_image_size: 80,
             ..SyntheticConfig::default()
-        },
-        ..TrainConfig::synthetic_tiny()
+        };
+        c
     }
 }
 
@@ -60,7 +61,7 @@ fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 fn a_run_writes_every_output_then_resumes_and_evaluates() {
     let root = tmp("outputs");
     let cfg = micro(&root);
-    let out = cfg.output_dir.clone();
+    let out = cfg.run.output_dir.clone();
     let summary = run::<B>(cfg.clone(), vec![Default::default()]).unwrap();
     assert_eq!(summary.epochs, 2);
     let stats = summary.coco_stats.expect("validation ran");
@@ -80,7 +81,23 @@ fn a_run_writes_every_output_then_resumes_and_evaluates() {
     }
     let resolved: TrainConfig =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(resolved, cfg);
+    // The file records the run as resolved: the class count comes from the data
+    // (largest category id + 1, as the original sizes its head), the rest as given.
+    let annotations: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("data/annotations/instances_train2017.json")).unwrap(),
+    )
+    .unwrap();
+    let max_id = annotations["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap() as usize)
+        .max()
+        .unwrap();
+    let mut expected = cfg.clone();
+    expected.model.num_classes = Some(max_id + 1);
+    expected.model.arch.num_classes = max_id + 1;
+    assert_eq!(resolved, expected);
     let lines = log_lines(&out.join("log.txt"));
     assert_eq!(lines.len(), 2);
     for (epoch, l) in lines.iter().enumerate() {
@@ -103,10 +120,11 @@ fn a_run_writes_every_output_then_resumes_and_evaluates() {
     }
 
     // Resume to a third epoch: the history continues.
-    let resumed = TrainConfig {
-        resume: Some(out.join("checkpoint.mpk")),
-        epochs: 3,
-        ..cfg.clone()
+    let resumed = {
+        let mut c = cfg.clone();
+        c.run.resume = Some(out.join("checkpoint.mpk"));
+        c.optim.epochs = 3;
+        c
     };
     let summary = run::<B>(resumed, vec![Default::default()]).unwrap();
     assert_eq!(summary.epochs, 3);
@@ -115,11 +133,12 @@ fn a_run_writes_every_output_then_resumes_and_evaluates() {
     assert_eq!(lines[2]["epoch"], 2);
 
     // --eval: the checkpoint's numbers, without training.
-    let eval = TrainConfig {
-        resume: Some(out.join("checkpoint.mpk")),
-        eval: true,
-        output_dir: root.join("eval"),
-        ..cfg
+    let eval = {
+        let mut c = cfg;
+        c.run.resume = Some(out.join("checkpoint.mpk"));
+        c.run.eval = true;
+        c.run.output_dir = root.join("eval");
+        c
     };
     let summary = run::<B>(eval, vec![Default::default()]).unwrap();
     let written: serde_json::Value =

@@ -30,20 +30,21 @@ const NUM_CLASSES: usize = 3;
 
 /// The tiny preset made smaller still (1+1 layers, 5 queries) for fast tests.
 fn config() -> TrainConfig {
-    TrainConfig {
-        enc_layers: Some(1),
-        dec_layers: Some(2),
-        num_queries: Some(5),
-        dim_feedforward: Some(64),
-        hidden_dim: Some(32),
-        nheads: Some(2),
-        backbone_width: Some(8),
-        lr: 1e-3,
-        lr_backbone: 1e-4,
-        lr_drop: 2,
-        num_classes: Some(NUM_CLASSES),
-        output_dir: tmp("unused"),
-        ..TrainConfig::synthetic_tiny()
+    {
+        let mut c = TrainConfig::synthetic_tiny();
+        c.model.arch.enc_layers = 1;
+        c.model.arch.dec_layers = 2;
+        c.model.arch.num_queries = 5;
+        c.model.arch.dim_feedforward = 64;
+        c.model.arch.hidden_dim = 32;
+        c.model.arch.nheads = 2;
+        c.model.arch.backbone_width = 8;
+        c.optim.lr = 1e-3;
+        c.optim.lr_backbone = 1e-4;
+        c.optim.lr_drop = 2;
+        c.model.num_classes = Some(NUM_CLASSES);
+        c.run.output_dir = tmp("unused");
+        c
     }
 }
 
@@ -150,14 +151,15 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn loss_falls_when_overfitting_one_batch() {
     let _guard = serial();
-    let mut t = trainer(TrainConfig {
-        dropout: Some(0.0),
-        ..config()
+    let mut t = trainer({
+        let mut c = config();
+        c.model.arch.dropout = 0.0;
+        c
     });
-    let first = t.train_step(batch(0)).unwrap().components[0].1;
+    let first = t.train_step(batch(0)).unwrap().components.loss;
     let mut last = first;
     for _ in 0..24 {
-        last = t.train_step(batch(0)).unwrap().components[0].1;
+        last = t.train_step(batch(0)).unwrap().components.loss;
     }
     assert!(first.is_finite() && last.is_finite());
     assert!(last < 0.7 * first, "loss went from {first} to {last}");
@@ -180,9 +182,10 @@ fn resume_continues_the_same_trajectory() {
     }
     b.save_checkpoint(&ckpt).unwrap();
     drop(b);
-    let fresh_cfg = TrainConfig {
-        seed: 42,
-        ..config()
+    let fresh_cfg = {
+        let mut c = config();
+        c.run.seed = 42;
+        c
     };
     let mut c = trainer(fresh_cfg).load_checkpoint(&ckpt).unwrap();
     assert_eq!(c.state.step, 2);
@@ -205,10 +208,11 @@ fn resume_continues_the_same_trajectory() {
 fn frozen_batch_norm_stem_and_layer1_never_change() {
     let _guard = serial();
     // The original's backbone (the tiny preset trains a GroupNorm backbone from scratch).
-    let mut t = trainer(TrainConfig {
-        backbone_norm: Some("frozen".into()),
-        train_stem_and_layer1: Some(false),
-        ..config()
+    let mut t = trainer({
+        let mut c = config();
+        c.model.arch.backbone_norm = detr_model::BackboneNormKind::Frozen;
+        c.model.arch.train_stem_and_layer1 = false;
+        c
     });
     let before = snapshot(&t.model);
     for i in 0..3 {
@@ -238,7 +242,7 @@ fn frozen_batch_norm_stem_and_layer1_never_change() {
 /// bias-corrected `m / sqrt(v)` is ±1), plus the decay `lr·wd·p`.
 fn first_step_size(epoch: usize) -> (f32, f32) {
     let mut cfg = config();
-    cfg.weight_decay = 0.0;
+    cfg.optim.weight_decay = 0.0;
     let mut t = trainer(cfg);
     t.state.epoch = epoch;
     let before = snapshot(&t.model);
@@ -262,7 +266,7 @@ fn each_group_lr_follows_step_lr() {
     let t = trainer(cfg.clone());
     for epoch in 0..6 {
         let (lr, lr_bb) = t.lrs(epoch);
-        let k = 0.1f64.powi((epoch / cfg.lr_drop) as i32);
+        let k = 0.1f64.powi((epoch / cfg.optim.lr_drop) as i32);
         assert!((lr - 1e-3 * k).abs() < 1e-15, "epoch {epoch}: lr {lr}");
         assert!(
             (lr_bb - 1e-4 * k).abs() < 1e-15,
@@ -345,20 +349,22 @@ fn pretrained_with_another_class_count_loads_all_but_the_class_head() {
     let path = dir.join("model.mpk");
     let device = Default::default();
     let (src, _) = build_model::<Flex>(
-        &TrainConfig {
-            num_classes: Some(6),
-            seed: 1,
-            ..config()
+        &{
+            let mut c = config();
+            c.model.num_classes = Some(6);
+            c.run.seed = 1;
+            c
         },
         6,
         &device,
     )
     .unwrap();
     detr_model::weights::save_record(&src, &config().model_config(6).unwrap(), &path).unwrap();
-    let cfg = TrainConfig {
-        pretrained: Some(path),
-        seed: 2,
-        ..config()
+    let cfg = {
+        let mut c = config();
+        c.model.pretrained = Some(path);
+        c.run.seed = 2;
+        c
     };
     let (model, report) = build_model::<Flex>(&cfg, NUM_CLASSES, &device).unwrap();
     let report = report.unwrap();
@@ -396,7 +402,7 @@ fn data_parallel_over_two_devices_gives_the_single_device_update() {
         .unwrap();
     let a = single.train_step(batch(0)).unwrap();
     let b = parallel.train_step(batch(0)).unwrap();
-    for ((ka, va), (kb, vb)) in a.components.iter().zip(&b.components) {
+    for ((ka, va), (kb, vb)) in a.components.named().iter().zip(&b.components.named()) {
         assert_eq!(ka, kb);
         assert!(
             (va - vb).abs() <= 1e-4 * va.abs().max(1.0),
@@ -420,9 +426,10 @@ fn data_parallel_over_two_devices_gives_the_single_device_update() {
 fn more_devices_than_images_is_a_clear_error() {
     let _guard = serial();
     let device: burn::tensor::Device<B> = Default::default();
-    let cfg = TrainConfig {
-        batch_size: 2,
-        ..config()
+    let cfg = {
+        let mut c = config();
+        c.data.batch_size = 2;
+        c
     };
     let err = match trainer(cfg).with_devices(vec![device, device, device]) {
         Ok(_) => panic!("three devices for batches of two should be refused"),

@@ -139,7 +139,7 @@ fn train<B: AutodiffBackend>(device: &B::Device) -> Trace {
     for step in 0..STEPS {
         let out = model.forward(images.clone(), mask.clone());
         let crit = criterion.forward_output(out, &targets(step)).unwrap();
-        trace.losses.push(crit.components().unwrap());
+        trace.losses.push(crit.components().unwrap().named());
         trace.matches.push(
             crit.indices
                 .iter()

@@ -16,14 +16,18 @@ use crate::error::ModelError;
 
 /// Which normalisation a backbone uses. Serialised as `frozen` or `group` (`frozen_bn` and
 /// `gn` are accepted too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BackboneNormKind {
     /// FrozenBatchNorm2d: constant statistics (the original; for pretrained backbones).
     #[serde(alias = "frozen_bn")]
+    #[value(alias = "frozen_bn")]
     Frozen,
     /// Trainable GroupNorm with [`group_norm_groups`] groups (for training from scratch).
     #[serde(alias = "gn")]
+    #[value(alias = "gn")]
     Group,
 }
 
