@@ -75,7 +75,11 @@ mod pointwise_conv {
     }
 
     fn rel(a: &[f32], b: &[f32]) -> f32 {
-        let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
         d / b.iter().map(|x| x.abs()).fold(0.0, f32::max)
     }
 

@@ -70,7 +70,10 @@ fn is_pointwise<B: Backend>(conv: &Conv2d<B>) -> bool {
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
-        && matches!(conv.padding, PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0))
+        && matches!(
+            conv.padding,
+            PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+        )
 }
 
 /// Whether `device` belongs to one of Burn's CubeCL backends (burn-wgpu, burn-cuda; fused or
