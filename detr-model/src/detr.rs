@@ -213,10 +213,7 @@ impl<B: Backend> Detr<B> {
         let [_, _, h, w] = features.dims();
         let feature_mask = resize_mask(mask, h, w);
         let pos = self.position.forward(feature_mask.clone());
-        let workaround =
-            crate::backbone::resnet::needs_pointwise_workaround::<B>(&features.device());
-        let src =
-            crate::backbone::resnet::conv_forward(&self.input_proj, features.clone(), workaround);
+        let src = self.input_proj.forward(features.clone());
         let out = self.transformer.forward(
             src,
             feature_mask.clone(),

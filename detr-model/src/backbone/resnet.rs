@@ -63,48 +63,6 @@ fn conv<B: Backend>(
         .init(device)
 }
 
-/// Whether `conv` is a 1×1, stride-1, unpadded, undilated, ungrouped convolution: a matrix
-/// product over channels.
-fn is_pointwise<B: Backend>(conv: &Conv2d<B>) -> bool {
-    conv.kernel_size == [1, 1]
-        && conv.stride == [1, 1]
-        && conv.dilation == [1, 1]
-        && conv.groups == 1
-        && matches!(
-            conv.padding,
-            PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
-        )
-}
-
-/// Whether `device` belongs to one of Burn's CubeCL backends (burn-wgpu, burn-cuda; fused or
-/// not, under autodiff or not), whose 1×1 convolution kernels give wrong results for some
-/// shapes in burn-cubecl 0.21 (docs/performance.md, "GPU backends").
-pub fn needs_pointwise_workaround<B: Backend>(device: &B::Device) -> bool {
-    B::name(device).contains("cubecl")
-}
-
-/// Applies `conv`; when `pointwise_as_matmul` is set and `conv` is a 1×1 stride-1 convolution,
-/// computes it as the equivalent batched matrix product `W[O,C] · x[N,C,H·W]` instead of
-/// Burn's convolution (same result up to float rounding, differentiable). See
-/// [`needs_pointwise_workaround`].
-pub fn conv_forward<B: Backend>(
-    conv: &Conv2d<B>,
-    x: Tensor<B, 4>,
-    pointwise_as_matmul: bool,
-) -> Tensor<B, 4> {
-    if !(pointwise_as_matmul && is_pointwise(conv)) {
-        return conv.forward(x);
-    }
-    let [n, c, h, w] = x.dims();
-    let [o, _, _, _] = conv.weight.dims();
-    let weight = conv.weight.val().reshape([1, o, c]);
-    let mut y = weight.matmul(x.reshape([n, c, h * w]));
-    if let Some(bias) = &conv.bias {
-        y = y + bias.val().reshape([1, o, 1]);
-    }
-    y.reshape([n, o, h, w])
-}
-
 impl<B: Backend> Block<B> {
     fn new(
         kind: BackboneKind,
@@ -145,22 +103,14 @@ impl<B: Backend> Block<B> {
 
     /// Applies the block to `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let workaround = needs_pointwise_workaround::<B>(&x.device());
-        self.forward_with(x, workaround)
-    }
-
-    /// [`Self::forward`], with the 1×1 stride-1 convolutions computed as matrix products when
-    /// `pointwise_as_matmul` is set (see [`conv_forward`]).
-    pub fn forward_with(&self, x: Tensor<B, 4>, pointwise_as_matmul: bool) -> Tensor<B, 4> {
-        let pm = pointwise_as_matmul;
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(conv_forward(&d.conv, x.clone(), pm)),
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(conv_forward(&self.conv1, x, pm)));
-        y = self.bn2.forward(conv_forward(&self.conv2, y, pm));
+        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
+        y = self.bn2.forward(self.conv2.forward(y));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            y = bn3.forward(conv_forward(conv3, relu(y), pm));
+            y = bn3.forward(conv3.forward(relu(y)));
         }
         relu(y + identity)
     }
@@ -266,10 +216,9 @@ impl<B: Backend> ResNet<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
         x = self.maxpool.forward(x);
-        let workaround = needs_pointwise_workaround::<B>(&x.device());
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
-                x = block.forward_with(x, workaround);
+                x = block.forward(x);
             }
         }
         x
