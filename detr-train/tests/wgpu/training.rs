@@ -18,8 +18,6 @@
 //! * `detr-train --backend wgpu`: one short epoch of the tiny preset on a synthetic COCO
 //!   folder, with validation, exits 0 and writes its log and checkpoint.
 
-#![cfg(feature = "wgpu")]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
