@@ -5,7 +5,7 @@
 //! image size (float32 noise of these outputs is about 1e-6), labels exactly. Also the
 //! last decoder layer's cross-attention maps, cut to each image's un-padded feature map.
 
-mod common;
+pub(crate) mod common;
 
 use burn::backend::Flex;
 use common::{fixture, fixtures, model_fixtures, FixturePrediction};

@@ -4,8 +4,6 @@
 //! filter skips the flex cases `predict_parity` brings).
 #![cfg(feature = "wgpu")]
 
-mod common;
-
 #[path = "wgpu/cli.rs"]
 mod cli;
 #[path = "predict_parity.rs"]

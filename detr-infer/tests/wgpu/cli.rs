@@ -3,7 +3,7 @@
 //! `predict_parity.rs`; scores within 1e-4, boxes within 1e-4 of the image side, labels
 //! exactly); and without any Vulkan driver the backend is a clear error, not a panic.
 
-use super::common;
+use super::predict_parity::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
