@@ -14,6 +14,7 @@ pub mod error;
 pub mod loader;
 pub mod matcher;
 pub mod metrics;
+pub mod official_checkpoint;
 pub mod optim;
 pub mod pictures;
 pub mod plot;

@@ -86,10 +86,13 @@ impl<B: Backend> ModuleVisitor<B> for IdCollector<'_> {
     }
 }
 
-/// The ids of every float parameter of the model's backbone.
+/// The ids of every float parameter of the original's backbone group: the ResNet's and a
+/// learned position embedding's (the original's `backbone.1`, whose names contain
+/// `backbone`, so `main.py` trains them at `--lr_backbone`).
 pub fn backbone_param_ids<B: Backend>(model: &Detr<B>) -> HashSet<ParamId> {
     let mut ids = HashSet::new();
     model.backbone.visit(&mut IdCollector(&mut ids));
+    model.position.visit(&mut IdCollector(&mut ids));
     ids
 }
 

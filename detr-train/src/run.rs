@@ -23,6 +23,7 @@ use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::loader::StepLoader;
 use crate::metrics::{CocoMetric, ComponentMetric};
+use crate::official_checkpoint::{is_pytorch_file, official_epoch, official_optimizer};
 use crate::optim::DetrOptimizer;
 use crate::renderer::QuietRenderer;
 use crate::schedule::{StepLr, StepLrScheduler};
@@ -347,6 +348,17 @@ pub fn run<B: AutodiffBackend>(
     if let Some(ResumeFrom::Checkpoint(_, s)) = &resume {
         start_state.epoch = s.epoch;
     }
+    // A training checkpoint of the original continues after its last finished epoch, as the
+    // original's `--resume` does (not with `--eval`).
+    let resumed_official_epoch = match &resume {
+        Some(ResumeFrom::Weights(path)) if !cfg.run.eval && is_pytorch_file(path) => {
+            official_epoch(path)?
+        }
+        _ => None,
+    };
+    if let Some(e) = resumed_official_epoch {
+        start_state.epoch = e + 1;
+    }
     if !cfg.run.eval {
         if cfg.optim.epochs == 0 {
             return Err(TrainError::NothingToTrain(
@@ -368,6 +380,14 @@ pub fn run<B: AutodiffBackend>(
                     seconds: 0.0,
                     output_dir: cfg.run.output_dir.clone(),
                 });
+            }
+            if let (Some(e), Some(ResumeFrom::Weights(path))) = (resumed_official_epoch, &resume) {
+                return Err(TrainError::NothingToTrain(format!(
+                    "{} finished epoch {e} of the original's run; --epochs {} leaves nothing \
+                     to train (raise it to continue, or use --eval to evaluate)",
+                    path.display(),
+                    cfg.optim.epochs
+                )));
             }
             return Err(TrainError::NothingToTrain(format!(
                 "--start_epoch {} is not below --epochs {}: nothing to train",
@@ -449,6 +469,19 @@ pub fn run<B: AutodiffBackend>(
             }
             tracing::info!("weights from {}:\n{report}", path.display());
             model = m;
+            if !cfg.run.eval && is_pytorch_file(path) {
+                if let Some(record) = official_optimizer(path, &model)? {
+                    let n = record.backbone.len() + record.rest.len();
+                    optim.restore(record);
+                    tracing::info!(
+                        "the original's optimiser state from {} ({n} parameters){}",
+                        path.display(),
+                        resumed_official_epoch
+                            .map(|e| format!("; its epoch {e} was the last finished"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
         }
         None => {}
     }
@@ -499,6 +532,11 @@ pub fn run<B: AutodiffBackend>(
         shard_devices,
     );
     let steps_per_epoch = train_loader.steps_per_epoch();
+    if resumed_official_epoch.is_some() {
+        // The original's file has no step count: the schedule and the data order follow
+        // from the epoch (its StepLR counts epochs).
+        start_state.step = (start_state.epoch * steps_per_epoch) as u64;
+    }
     if !cfg.run.eval && steps_per_epoch == 0 {
         return Err(TrainError::NothingToTrain(format!(
             "the training split has {} images, fewer than one step's batch ({} = --batch_size {} \

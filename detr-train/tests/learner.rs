@@ -630,3 +630,111 @@ fn the_weight_average_resumes_exactly_and_is_the_final_model() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `--resume` of a training checkpoint of the original takes over its AdamW state
+/// (tools/make_pth_resume_fixture.py: two PyTorch AdamW steps with the original's parameter
+/// groups, clipping and decay). From the file's moments and step counts, one more step with the
+/// fixture's gradients lands on PyTorch's weights (1e-6 absolute; an update is about 1e-4);
+/// with a fresh optimiser it does not, so the test tells a lost state from a kept one.
+#[test]
+fn an_official_pth_resumes_its_adamw_state_and_epoch() {
+    use detr_model::weights::sources::read_safetensors;
+    use detr_model::weights::{
+        load_checkpoint, official_parameter_groups, to_official, transform, LoadOptions,
+        WeightFormat,
+    };
+    use detr_model::DetrConfig;
+    use detr_train::official_checkpoint::{official_epoch, official_optimizer};
+    use detr_train::optim::{DetrOptimizer, OptimizerOptions};
+    // Initialising models draws from the backend's process-wide RNG, which the other runs
+    // re-seed per step: hold the lock throughout.
+    let _g = serial();
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resume_pth");
+    let pth = dir.join("checkpoint.pth");
+    assert_eq!(official_epoch(&pth).unwrap(), Some(3));
+    let cfg = DetrConfig::from_json_file(&dir.join("detr.json")).unwrap();
+    let device = Default::default();
+    let load = || {
+        let model = cfg.init::<B>(&device).unwrap();
+        let options = LoadOptions {
+            strict: true,
+            reinit_class_head: false,
+        };
+        load_checkpoint(model, &pth, WeightFormat::Auto, options)
+            .unwrap()
+            .0
+    };
+    let grads = read_safetensors(&dir.join("grads.safetensors")).unwrap();
+    let expected = read_safetensors(&dir.join("after.safetensors")).unwrap();
+    // The third step, from `model` with `optim`; returns the worst difference from PyTorch's.
+    let third_step = |model: detr_model::Detr<B>, mut optim: DetrOptimizer<B>| -> f32 {
+        let ids: std::collections::HashMap<String, burn::module::ParamId> = {
+            use burn_store::ModuleSnapshot;
+            model
+                .collect(None, None, true)
+                .into_iter()
+                .filter_map(|s| Some((s.full_path(), s.tensor_id?)))
+                .collect()
+        };
+        let mut gp = burn::optim::GradientsParams::new();
+        let [rest, backbone] = official_parameter_groups(&model).unwrap();
+        for entry in rest.iter().chain(&backbone) {
+            let g = &grads[&entry.name];
+            for (path, t) in &entry.targets {
+                let data = transform(g, *t);
+                let id = ids[path];
+                match data.shape.len() {
+                    1 => gp.register::<Flex, 1>(id, Tensor::from_data(data, &device)),
+                    2 => gp.register::<Flex, 2>(id, Tensor::from_data(data, &device)),
+                    4 => gp.register::<Flex, 4>(id, Tensor::from_data(data, &device)),
+                    n => panic!("{n}-d parameter {path}"),
+                }
+            }
+        }
+        let (after, _) = optim.step_clipped(1e-4, model, gp);
+        let ours = to_official(&after);
+        let mut worst = 0.0f32;
+        for entry in rest.iter().chain(&backbone) {
+            let a = ours[&entry.name].to_vec::<f32>().unwrap();
+            let b = expected[&entry.name].to_vec::<f32>().unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        worst
+    };
+    let options = OptimizerOptions::default();
+
+    let model = load();
+    let optim = DetrOptimizer::new(&model, options);
+    let record = official_optimizer(&pth, &model)
+        .unwrap()
+        .expect("the file has an optimiser state");
+    // Every trainable parameter of the original has a state (the attention projections, one
+    // packed tensor there, are three parameters here).
+    let [rest, backbone] = official_parameter_groups(&model).unwrap();
+    let targets = |g: &[detr_model::weights::OfficialEntry]| -> usize {
+        g.iter().map(|e| e.targets.len()).sum()
+    };
+    assert_eq!(record.rest.len(), targets(&rest));
+    assert_eq!(record.backbone.len(), targets(&backbone));
+    optim.restore(record);
+    let kept = third_step(model, optim);
+    assert!(kept < 1e-6, "resumed AdamW state: worst difference {kept}");
+
+    let model = load();
+    let fresh = third_step(model.clone(), DetrOptimizer::new(&model, options));
+    assert!(
+        fresh > 1e-5,
+        "a fresh optimiser should not land there: {fresh}"
+    );
+
+    // The epoch: training continues after the file's last finished epoch (3).
+    let root = tmp("resume_pth");
+    let mut c = micro(&root);
+    c.run.resume = Some(pth.clone());
+    c.optim.epochs = 4;
+    let msg = expect_nothing_to_train(c, "an official checkpoint's finished epoch");
+    assert!(msg.contains("finished epoch 3"), "{msg}");
+}

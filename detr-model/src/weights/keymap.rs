@@ -296,6 +296,55 @@ pub fn official_layout<B: Backend>(model: &Detr<B>) -> Vec<OfficialEntry> {
     l.entries
 }
 
+/// Whether an official backbone name is a convolution weight (a parameter): the FrozenBatchNorm2d
+/// tensors beside them (`bn1.*`, `downsample.1.*`) are buffers in the original.
+fn is_backbone_conv(name: &str) -> bool {
+    name.ends_with("conv1.weight")
+        || name.ends_with("conv2.weight")
+        || name.ends_with("conv3.weight")
+        || name.ends_with("downsample.0.weight")
+}
+
+/// The parameters of the original's two AdamW groups for `model`, each in PyTorch's order
+/// (`named_parameters`, i.e. registration order): `[rest, backbone]`, as the original's
+/// `main.py` builds them: every trainable parameter whose name lacks `backbone` (transformer,
+/// class and box heads, queries, `input_proj`), then the backbone's trainable ones (the ResNet
+/// convolutions of `layer2`..`layer4`, as the original freezes the stem and `layer1`, and a
+/// learned position embedding). Its optimiser state (`checkpoint["optimizer"]`) numbers the
+/// parameters in this order, group after group.
+///
+/// Only models the original can have: a FrozenBatchNorm2d backbone whose stem and `layer1` do
+/// not train.
+pub fn official_parameter_groups<B: Backend>(
+    model: &Detr<B>,
+) -> Result<[Vec<OfficialEntry>; 2], String> {
+    if model.backbone.bn1.kind() != BackboneNormKind::Frozen {
+        return Err(
+            "option `backbone_norm` is `group`: the original's backbone has \
+                    FrozenBatchNorm2d only"
+                .into(),
+        );
+    }
+    let mut rest = Vec::new();
+    let mut backbone = Vec::new();
+    for entry in official_layout(model) {
+        if let Some(body) = entry.name.strip_prefix("backbone.0.body.") {
+            let trains = body.starts_with("layer2.")
+                || body.starts_with("layer3.")
+                || body.starts_with("layer4.");
+            if is_backbone_conv(body) && trains {
+                backbone.push(entry);
+            }
+        } else if entry.name.starts_with("backbone.") {
+            backbone.push(entry);
+        } else {
+            rest.push(entry);
+        }
+    }
+    // `official_layout` lists the backbone first; within each group its order is PyTorch's.
+    Ok([rest, backbone])
+}
+
 /// Renames a torchvision ResNet key (`layer1.0.conv1.weight`) to the official DETR name
 /// (`backbone.0.body.layer1.0.conv1.weight`). Returns `None` for tensors DETR does not use
 /// (`fc.*`, `num_batches_tracked`).

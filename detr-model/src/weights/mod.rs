@@ -30,7 +30,9 @@ pub use export::{
     ExportSummary,
 };
 pub use hf_names::{hf_to_official, official_to_hf, HfBackbone, HfName, HfTarget};
-pub use keymap::{official_layout, torchvision_to_official, OfficialEntry, Transform};
+pub use keymap::{
+    official_layout, official_parameter_groups, torchvision_to_official, OfficialEntry, Transform,
+};
 pub use native::{load_record, save_record};
 pub use report::LoadReport;
 pub use sources::TensorMap;
@@ -210,7 +212,10 @@ fn hf_map_to_official(path: &Path, raw: TensorMap) -> Result<(TensorMap, Vec<Str
     Ok((map, unexpected))
 }
 
-fn transform(data: &TensorData, t: Transform) -> TensorData {
+/// `data`, an official tensor, in the Burn layout `t` names (transposed, or one part of a
+/// packed attention projection). Also for tensors shaped like the parameters, such as an
+/// optimiser's moments.
+pub fn transform(data: &TensorData, t: Transform) -> TensorData {
     let shape = data.shape.clone();
     let values = data.to_vec::<f32>().unwrap_or_default();
     match t {
