@@ -85,6 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 drop_last: false,
                 num_workers: w,
                 prefetch: 2,
+                shard: None,
             },
             Default::default(),
         )?;

@@ -28,7 +28,7 @@ pub use coco::{CocoAnnotation, CocoCategory, CocoFile, CocoImage};
 pub use dataset::{CocoSplit, ImageRecord, ItemSource, OpenOptions};
 pub use error::DatasetError;
 pub use layout::{find_splits, train_val_splits, FoundSplit, Layout, SplitPaths};
-pub use loader::{DetrDataLoader, LoaderConfig};
+pub use loader::{DetrDataLoader, LoaderConfig, Shard};
 pub use rng::SeedRng;
 pub use synthetic::{generate, ImageFormat, SyntheticDataset, SyntheticOptions, SHAPE_NAMES};
 pub use target::{prepare_target, DroppedBoxes, PixelTarget};

@@ -29,6 +29,49 @@ pub struct LoaderConfig {
     pub num_workers: usize,
     /// Batches each worker may prepare ahead.
     pub prefetch: usize,
+    /// This process's share of each epoch when several processes train together (`None`:
+    /// every item).
+    pub shard: Option<Shard>,
+}
+
+/// One process's share of the items, as PyTorch's `DistributedSampler` deals them: the
+/// epoch's order (shuffled or not) is dealt round-robin, item `i` of the order going to
+/// process `i mod world_size`. With `pad` the order is first extended with its own first
+/// items to a multiple of `world_size`, so that every process gets the same number of items
+/// (and of batches: training); without it each item is dealt exactly once (validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process (0-based).
+    pub rank: usize,
+    /// Processes in all.
+    pub world_size: usize,
+    /// Repeat items so that every process gets as many.
+    pub pad: bool,
+}
+
+impl Shard {
+    /// Items this process gets of `n`.
+    pub fn len(&self, n: usize) -> usize {
+        if self.pad {
+            n.div_ceil(self.world_size)
+        } else {
+            n.saturating_sub(self.rank).div_ceil(self.world_size)
+        }
+    }
+
+    /// This process's items of `order`, in order.
+    pub fn deal(&self, order: &[usize]) -> Vec<usize> {
+        let n = order.len();
+        let total = if self.pad && n > 0 {
+            n.div_ceil(self.world_size) * self.world_size
+        } else {
+            n
+        };
+        (self.rank..total)
+            .step_by(self.world_size)
+            .map(|i| order[i % n])
+            .collect()
+    }
 }
 
 impl LoaderConfig {
@@ -40,6 +83,7 @@ impl LoaderConfig {
             drop_last: true,
             num_workers: 2,
             prefetch: 2,
+            shard: None,
         }
     }
 
@@ -51,12 +95,19 @@ impl LoaderConfig {
             drop_last: false,
             num_workers: 2,
             prefetch: 2,
+            shard: None,
         }
     }
 
     /// Sets the number of worker threads.
     pub fn with_workers(mut self, num_workers: usize) -> Self {
         self.num_workers = num_workers;
+        self
+    }
+
+    /// Loads only `shard`'s share of each epoch.
+    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
         self
     }
 }
@@ -133,7 +184,10 @@ impl<B: Backend> DetrDataLoader<B> {
 
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
-        let n = self.range.len();
+        let n = match self.config.shard {
+            Some(s) => s.len(self.range.len()),
+            None => self.range.len(),
+        };
         let bs = self.config.batch_size;
         if self.config.drop_last {
             n / bs
@@ -148,6 +202,9 @@ impl<B: Backend> DetrDataLoader<B> {
         if let Some(seed) = self.config.shuffle {
             // 0x5348 = "SH": keeps the shuffle stream apart from the transforms' streams.
             SeedRng::from_parts(&[seed, epoch, 0x5348]).shuffle(&mut order);
+        }
+        if let Some(shard) = self.config.shard {
+            order = shard.deal(&order);
         }
         let nb = self.num_batches();
         order
@@ -291,7 +348,10 @@ impl<B: Backend> DataLoader<B, DetrBatch<B>> for DetrDataLoader<B> {
         if self.config.drop_last {
             self.num_batches() * self.config.batch_size
         } else {
-            self.range.len()
+            match self.config.shard {
+                Some(s) => s.len(self.range.len()),
+                None => self.range.len(),
+            }
         }
     }
 
@@ -307,5 +367,45 @@ impl<B: Backend> DataLoader<B, DetrBatch<B>> for DetrDataLoader<B> {
         let e = (self.range.start + end).min(self.range.end).max(s);
         l.range = s..e;
         Arc::new(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_deal_the_order_round_robin_like_distributed_sampler() {
+        let order: Vec<usize> = vec![7, 3, 9, 1, 4, 8, 2];
+        let deal = |rank, world_size, pad| {
+            Shard {
+                rank,
+                world_size,
+                pad,
+            }
+            .deal(&order)
+        };
+        // Padded (training): 7 items over 3 processes become 9, the order's first two
+        // repeated; every process gets 3.
+        assert_eq!(deal(0, 3, true), vec![7, 1, 2]);
+        assert_eq!(deal(1, 3, true), vec![3, 4, 7]);
+        assert_eq!(deal(2, 3, true), vec![9, 8, 3]);
+        // Unpadded (validation): every item exactly once.
+        let mut all: Vec<usize> = (0..3).flat_map(|r| deal(r, 3, false)).collect();
+        all.sort_unstable();
+        let mut want = order.clone();
+        want.sort_unstable();
+        assert_eq!(all, want);
+        for (rank, len) in [(0, 3), (1, 2), (2, 2)] {
+            let s = Shard {
+                rank,
+                world_size: 3,
+                pad: false,
+            };
+            assert_eq!(s.len(order.len()), len);
+            assert_eq!(s.deal(&order).len(), len);
+        }
+        // One process: the order itself.
+        assert_eq!(deal(0, 1, true), order);
     }
 }

@@ -118,6 +118,38 @@ impl LossComponents {
         out
     }
 
+    /// The values of [`Self::named`], in its order, for `aux_layers` auxiliary layers
+    /// (missing layers are zeros, as in a failed step's defaults): what processes exchange.
+    pub fn to_values(&self, aux_layers: usize) -> Vec<f32> {
+        let layer = |l: &LayerLosses| l.values().map(|(_, v)| v);
+        let mut out = vec![self.loss];
+        out.extend(layer(&self.last));
+        out.push(self.class_error);
+        for i in 0..aux_layers {
+            out.extend(layer(self.aux.get(i).unwrap_or(&LayerLosses::default())));
+        }
+        out
+    }
+
+    /// The inverse of [`Self::to_values`] (`values.len()` = 6 + 4 × auxiliary layers).
+    pub fn from_values(values: &[f32]) -> Self {
+        let v = |i: usize| values.get(i).copied().unwrap_or(0.0);
+        let layer = |at: usize| LayerLosses {
+            loss_ce: v(at),
+            loss_bbox: v(at + 1),
+            loss_giou: v(at + 2),
+            cardinality_error: v(at + 3),
+        };
+        Self {
+            loss: v(0),
+            last: layer(1),
+            class_error: v(5),
+            aux: (0..values.len().saturating_sub(6) / 4)
+                .map(|i| layer(6 + 4 * i))
+                .collect(),
+        }
+    }
+
     /// Whether every loss (not the errors) is finite.
     pub fn losses_are_finite(&self) -> bool {
         let layer_ok = |l: &LayerLosses| {
@@ -199,6 +231,12 @@ mod tests {
             .add_scaled(&c, 0.5)
             .add_scaled(&c, 0.5);
         assert_eq!(mean, c);
+        // The flat form that processes exchange: named()'s order, and back.
+        let flat = c.to_values(1);
+        let named: Vec<f32> = c.named().into_iter().map(|(_, v)| v).collect();
+        assert_eq!(flat, named);
+        assert_eq!(LossComponents::from_values(&flat), c);
+        assert_eq!(LossComponents::default().to_values(2).len(), 14);
         assert!(c.losses_are_finite());
         let bad = LossComponents {
             aux: vec![layer(f32::NAN)],

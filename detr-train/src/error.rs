@@ -38,6 +38,9 @@ pub enum TrainError {
     /// A worker thread panicked.
     #[error("{0} thread panicked")]
     Thread(String),
+    /// Training across processes failed (a peer stopped, timed out or was misconfigured).
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// An output could not be encoded.
     #[error("cannot encode {}: {message}", path.display())]
     Encode {

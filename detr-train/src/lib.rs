@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod components;
 pub mod config;
 pub mod criterion;
+pub mod distributed;
 pub mod ema;
 pub mod error;
 pub mod loader;

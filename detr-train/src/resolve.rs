@@ -203,10 +203,32 @@ pub fn resolve_new(matches: &ArgMatches, file: &FileOptions) -> Result<TrainConf
         cfg.model.arch = p.config();
     }
     let mut cfg = file.apply(&cfg)?;
+    apply_launcher_env(&mut cfg, |k| std::env::var(k).ok())?;
     cfg.update_from_arg_matches(matches)
         .map_err(|e| TrainError::Config(e.to_string()))?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// torchrun's (and the original's `init_distributed_mode`'s) `WORLD_SIZE` and `RANK`, laid
+/// over the file's options and under the command line's.
+pub fn apply_launcher_env(
+    cfg: &mut TrainConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), TrainError> {
+    for (name, slot) in [
+        ("WORLD_SIZE", &mut cfg.run.world_size),
+        ("RANK", &mut cfg.run.rank),
+    ] {
+        if let Some(v) = env(name) {
+            *slot = v.trim().parse().map_err(|_| {
+                TrainError::Config(format!(
+                    "the environment variable {name}={v} is not a whole number"
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The preset named on the command line, else in the file.
@@ -308,6 +330,8 @@ pub fn resolve(matches: &ArgMatches, file: &FileOptions) -> Result<TrainConfig, 
     let Some(saved) = saved else {
         return Ok(given);
     };
+    // How the processes of this launch meet is this launch's, never the checkpoint's.
+    let launch = given.run.clone();
     let saved = match saved_config(saved) {
         Ok(c) => c,
         Err(e) => {
@@ -318,10 +342,16 @@ pub fn resolve(matches: &ArgMatches, file: &FileOptions) -> Result<TrainConfig, 
             return Ok(given);
         }
     };
-    resolve_resumed(&saved, matches, file).map_err(|e| match e {
+    let mut cfg = resolve_resumed(&saved, matches, file).map_err(|e| match e {
         TrainError::Config(m) => TrainError::Config(format!("--resume {}: {m}", path.display())),
         other => other,
-    })
+    })?;
+    cfg.run.world_size = launch.world_size;
+    cfg.run.rank = launch.rank;
+    cfg.run.dist_url = launch.dist_url;
+    cfg.run.dist_timeout = launch.dist_timeout;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// A checkpoint's saved configuration (this tree, or the earlier flat form).

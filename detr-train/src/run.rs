@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
-use datasets::loader::{DetrDataLoader, LoaderConfig};
+use datasets::loader::{DetrDataLoader, LoaderConfig, Shard};
 use datasets::{CocoFile, CocoSplit, Layout, OpenOptions};
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::Detr;
@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::{DatasetKind, TrainConfig};
+use crate::distributed::ProcessGroup;
 use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::loader::StepLoader;
@@ -395,17 +396,28 @@ pub fn run<B: AutodiffBackend>(
             )));
         }
     }
+    // The processes of a multi-process run meet before anything is written.
+    let group = ProcessGroup::init(&cfg.run)?.map(Arc::new);
+    let writes = group.as_ref().is_none_or(|g| g.rank() == 0);
     let out = cfg.run.output_dir.clone();
-    if out.exists() && !out.is_dir() {
+    if writes && out.exists() && !out.is_dir() {
         return Err(TrainError::Config(format!(
             "--output_dir {} is a file, not a folder",
             out.display()
         )));
     }
-    std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
-    for p in checkpoint::remove_stale_temporaries(&out) {
-        tracing::info!("removed {} (left by a run that was killed)", p.display());
-    }
+    // Burn's metric logs of the other ranks go to a folder of their own that is removed at
+    // the end: rank 0 alone writes the run's files.
+    let learner_dir = if writes {
+        std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+        for p in checkpoint::remove_stale_temporaries(&out) {
+            tracing::info!("removed {} (left by a run that was killed)", p.display());
+        }
+        out.clone()
+    } else {
+        let rank = group.as_ref().map_or(0, |g| g.rank());
+        std::env::temp_dir().join(format!("detr-train-rank{rank}-{}", std::process::id()))
+    };
     let splits = open_splits(&cfg)?;
     let num_classes = cfg
         .model
@@ -420,7 +432,9 @@ pub fn run<B: AutodiffBackend>(
         path: config_path.clone(),
         message: e.to_string(),
     })?;
-    write_file(&config_path, format!("{resolved:#}").as_bytes())?;
+    if writes {
+        write_file(&config_path, format!("{resolved:#}").as_bytes())?;
+    }
     if let Some(train) = &splits.train {
         tracing::info!(
             "{} training and {} validation images, num_classes {num_classes}",
@@ -505,7 +519,13 @@ pub fn run<B: AutodiffBackend>(
     let val_pictures = splits.val.clone();
     let val_loader = DetrDataLoader::<B::InnerBackend>::new(
         splits.val,
-        LoaderConfig::val(cfg.data.batch_size).with_workers(cfg.data.num_workers),
+        LoaderConfig::val(cfg.data.batch_size)
+            .with_workers(cfg.data.num_workers)
+            .with_shard(group.as_ref().map(|g| Shard {
+                rank: g.rank(),
+                world_size: g.world_size(),
+                pad: false,
+            })),
         device.clone(),
     )?;
     let train_source = match splits.train {
@@ -517,7 +537,13 @@ pub fn run<B: AutodiffBackend>(
     let step_batch = cfg.data.batch_size * devices.len();
     let train_inner = DetrDataLoader::<B>::new(
         train_source,
-        LoaderConfig::train(step_batch, cfg.run.seed).with_workers(cfg.data.num_workers),
+        LoaderConfig::train(step_batch, cfg.run.seed)
+            .with_workers(cfg.data.num_workers)
+            .with_shard(group.as_ref().map(|g| Shard {
+                rank: g.rank(),
+                world_size: g.world_size(),
+                pad: true,
+            })),
         device.clone(),
     )?;
     let shard_devices = if devices.len() > 1 {
@@ -556,7 +582,7 @@ pub fn run<B: AutodiffBackend>(
     }
     let valid_loader = StepLoader::valid(val_loader);
 
-    let dashboard = std::io::stdout().is_terminal() && !cfg.run.eval;
+    let dashboard = std::io::stdout().is_terminal() && !cfg.run.eval && writes;
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let ground_truth = Arc::new(splits.val_coco);
     let strategy = DetrStrategy::<B> {
@@ -569,16 +595,17 @@ pub fn run<B: AutodiffBackend>(
         outcome: outcome.clone(),
         ema: Mutex::new(ema),
         model_config: cfg.model_config(num_classes)?,
+        group: group.clone(),
     };
     let schedule = StepLr::new(cfg.optim.lr, cfg.optim.lr_drop, cfg.optim.lr_gamma);
     let scheduler = StepLrScheduler::new(schedule, steps_per_epoch as u64, start_state.step);
     let learner = Learner::new(
-        DetrTraining::new(model, criterion, cfg.run.seed),
+        DetrTraining::new(model, criterion, cfg.run.seed).with_group(group.clone()),
         optim,
         scheduler,
     );
     let mut training =
-        SupervisedTraining::new(&out, Arc::new(train_loader), Arc::new(valid_loader))
+        SupervisedTraining::new(&learner_dir, Arc::new(train_loader), Arc::new(valid_loader))
             .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
             .with_application_logger(None)
             .num_epochs(cfg.optim.epochs.max(1));
@@ -597,9 +624,21 @@ pub fn run<B: AutodiffBackend>(
     let t0 = Instant::now();
     let result = training.launch(learner);
     let seconds = t0.elapsed().as_secs_f64();
+    if !writes {
+        let _ = std::fs::remove_dir_all(&learner_dir);
+    }
     let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(e) = outcome.error {
         return Err(e);
+    }
+    if !writes {
+        // The outputs are rank 0's.
+        return Ok(RunSummary {
+            coco_stats: outcome.last_eval.map(|r| r.coco_stats),
+            epochs: outcome.state.epoch,
+            seconds,
+            output_dir: out,
+        });
     }
     // With `--ema_decay` the moving average is the run's model.
     let final_model: Detr<B::InnerBackend> = outcome.ema.take().unwrap_or(result.model.model);

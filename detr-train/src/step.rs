@@ -10,9 +10,14 @@
 //! Data parallelism lives in the step, as in the original's DDP: the batch is split into one
 //! shard per device, each device runs forward, loss and backward on its shard, and
 //! `num_boxes` is the whole step's count (the original's all-reduce), divided by the number of
-//! shards; the gradients are averaged on the first device.
+//! shards; the gradients are averaged on the first device. When several processes train
+//! together ([`ProcessGroup`]), the counts and then the gradients and loss components are
+//! summed over them too (see [`crate::distributed`]), so the shards of the whole step are
+//! those of every device of every process.
 
-use burn::module::Module;
+use std::sync::Arc;
+
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -23,6 +28,7 @@ use detr_model::{postprocess, Detr};
 
 use crate::components::LossComponents;
 use crate::criterion::{CriterionError, SetCriterion};
+use crate::distributed::ProcessGroup;
 use crate::error::TrainError;
 use crate::matcher::MatcherError;
 
@@ -47,6 +53,9 @@ pub struct DetrTraining<B: Backend> {
     /// The run's seed (each step re-seeds the backend from it and the global step).
     #[module(skip)]
     pub seed: u64,
+    /// The other processes of a multi-process run (`None`: this process alone).
+    #[module(skip)]
+    pub group: Option<Arc<ProcessGroup>>,
 }
 
 impl<B: Backend> DetrTraining<B> {
@@ -56,7 +65,33 @@ impl<B: Backend> DetrTraining<B> {
             model,
             criterion,
             seed,
+            group: None,
         }
+    }
+
+    /// Trains together with the processes of `group`.
+    pub fn with_group(mut self, group: Option<Arc<ProcessGroup>>) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Auxiliary decoder layers whose losses the criterion reports.
+    fn aux_layers(&self) -> usize {
+        if self.model.aux_loss {
+            self.model
+                .transformer
+                .decoder
+                .layers
+                .len()
+                .saturating_sub(1)
+        } else {
+            0
+        }
+    }
+
+    /// How many values a step's [`LossComponents`] has (see [`LossComponents::to_values`]).
+    pub fn n_values(&self) -> usize {
+        LossComponents::default().to_values(self.aux_layers()).len()
     }
 }
 
@@ -209,7 +244,7 @@ fn shard_step<B: AutodiffBackend>(
     device: &B::Device,
     seed: u64,
     num_boxes: f32,
-    world: usize,
+    shards: f32,
     epoch: usize,
     step: u64,
 ) -> Result<ShardOutput, TrainError> {
@@ -217,8 +252,10 @@ fn shard_step<B: AutodiffBackend>(
     let out = model.forward(batch.images, batch.mask);
     let crit = criterion.forward_with_num_boxes(out.logits, out.boxes, &batch.targets, num_boxes);
     let (crit, components) = checked_components(crit, epoch, step)?;
-    let loss = if world > 1 {
-        crit.loss.div_scalar(world as f32)
+    // The gradients of all shards are summed: each is divided by their number (the
+    // original's DDP average).
+    let loss = if shards > 1.0 {
+        crit.loss.div_scalar(shards)
     } else {
         crit.loss
     };
@@ -246,13 +283,27 @@ impl<B: AutodiffBackend> DetrTraining<B> {
             .unwrap_or_else(|| batch.images.device());
         let shards = split_batch(batch, &devices);
         let world = shards.len();
-        let total_boxes: usize = shards
+        let local_boxes: usize = shards
             .iter()
             .map(|(b, _)| SetCriterion::count_boxes(&b.targets))
             .sum();
+        let (total_boxes, total_shards) = match &self.group {
+            None => (local_boxes as f32, world as f32),
+            Some(g) => {
+                let v = g.sum_values(
+                    &[local_boxes as f32, world as f32],
+                    &format!("the box count of step {step}"),
+                )?;
+                (v[0], v[1])
+            }
+        };
         // The original: num_boxes = clamp(all_reduce(num_boxes) / world_size, min=1).
-        let num_boxes = (total_boxes as f32 / world as f32).max(1.0);
-        let seed = mix_seed(self.seed, step);
+        let num_boxes = (total_boxes / total_shards).max(1.0);
+        let seed = match &self.group {
+            None => mix_seed(self.seed, step),
+            // Each process's shards draw their own dropout streams.
+            Some(g) => mix_seed(mix_seed(self.seed, step), 1 << 32 | g.rank() as u64),
+        };
         let model = &self.model;
         let criterion = &self.criterion;
         let results: Vec<Result<ShardOutput, TrainError>> = if world == 1 {
@@ -260,7 +311,17 @@ impl<B: AutodiffBackend> DetrTraining<B> {
                 .into_iter()
                 .map(|(b, d)| {
                     let d = d.unwrap_or_else(|| b.images.device());
-                    shard_step(model, criterion, b, &d, seed, num_boxes, world, epoch, step)
+                    shard_step(
+                        model,
+                        criterion,
+                        b,
+                        &d,
+                        seed,
+                        num_boxes,
+                        total_shards,
+                        epoch,
+                        step,
+                    )
                 })
                 .collect()
         } else {
@@ -274,7 +335,14 @@ impl<B: AutodiffBackend> DetrTraining<B> {
                         scope.spawn(move || {
                             let forked = model.clone().fork(&d);
                             shard_step(
-                                &forked, criterion, b, &d, shard_seed, num_boxes, world, epoch,
+                                &forked,
+                                criterion,
+                                b,
+                                &d,
+                                shard_seed,
+                                num_boxes,
+                                total_shards,
+                                epoch,
                                 step,
                             )
                         })
@@ -291,12 +359,143 @@ impl<B: AutodiffBackend> DetrTraining<B> {
         };
         let mut components = LossComponents::default();
         let mut grads = GradientsAccumulator::<Detr<B>>::new();
+        let mut failure = None;
         for r in results {
-            let out = r?;
-            components = components.add_scaled(&out.components, 1.0 / world as f32);
-            grads.accumulate(&self.model, out.grads.to_device(&main, &self.model));
+            match r {
+                Ok(out) => {
+                    components = components.add_scaled(&out.components, 1.0 / total_shards);
+                    grads.accumulate(&self.model, out.grads.to_device(&main, &self.model));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok((grads.grads(), components))
+        let Some(group) = &self.group else {
+            return match failure {
+                Some(e) => Err(e),
+                None => Ok((grads.grads(), components)),
+            };
+        };
+        // Every process takes part in the exchange, also one whose step failed, so that all
+        // stop together instead of waiting for it.
+        let (grads, components, failed) = self.sum_over_processes(
+            group,
+            grads.grads(),
+            &components,
+            failure.is_some(),
+            &main,
+            step,
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if failed > 0 {
+            return Err(TrainError::Distributed(format!(
+                "step {step} (epoch {epoch}) failed in {failed} other process(es) (a non-finite \
+                 loss or bad data: their log says which); this one stops too"
+            )));
+        }
+        Ok((grads, components))
+    }
+
+    /// Sums this process's gradients (already divided by the step's shard count), loss
+    /// components and failure over every process, as one flat vector in the model's
+    /// parameter order. Returns the summed gradients and components and how many processes
+    /// failed.
+    fn sum_over_processes(
+        &self,
+        group: &ProcessGroup,
+        mut grads: GradientsParams,
+        components: &LossComponents,
+        failed: bool,
+        device: &B::Device,
+        step: u64,
+    ) -> Result<(GradientsParams, LossComponents, usize), TrainError> {
+        let mut flatten = Flatten::<B> {
+            grads: &mut grads,
+            parts: Vec::new(),
+            device: device.clone(),
+            failed,
+        };
+        self.model.visit(&mut flatten);
+        let mut parts = flatten.parts;
+        let mut tail = components.to_values(self.aux_layers());
+        let n_components = tail.len();
+        tail.push(if failed { 1.0 } else { 0.0 });
+        parts.push(Tensor::from_data(
+            TensorData::new(tail, [n_components + 1]),
+            device,
+        ));
+        let flat = Tensor::cat(parts, 0);
+        let total = flat.dims()[0];
+        let summed = group.sum_tensor(flat, &format!("the gradients of step {step}"))?;
+        let tail: Vec<f32> = summed
+            .clone()
+            .slice(total - n_components - 1..total)
+            .into_data()
+            .into_vec()
+            .map_err(|e| TrainError::Distributed(format!("{e:?}")))?;
+        let mut unflatten = Unflatten::<B> {
+            flat: summed,
+            at: 0,
+            grads: GradientsParams::new(),
+        };
+        self.model.visit(&mut unflatten);
+        let components = LossComponents::from_values(&tail[..n_components]);
+        Ok((
+            unflatten.grads,
+            components,
+            tail[n_components].round() as usize,
+        ))
+    }
+}
+
+/// Collects the gradients of the trainable parameters, flattened, in the model's order
+/// (zeros for a parameter without one, and for every parameter of a failed step).
+struct Flatten<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    parts: Vec<Tensor<B::InnerBackend, 1>>,
+    device: B::Device,
+    failed: bool,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        let n = value.shape().num_elements();
+        let grad = self
+            .grads
+            .remove::<B::InnerBackend, D>(param.id)
+            .filter(|_| !self.failed)
+            .map(|g| g.reshape([n]).to_device(&self.device))
+            .unwrap_or_else(|| Tensor::zeros([n], &self.device));
+        self.parts.push(grad);
+    }
+}
+
+/// Cuts the summed flat vector back into one gradient per trainable parameter.
+struct Unflatten<B: AutodiffBackend> {
+    flat: Tensor<B::InnerBackend, 1>,
+    at: usize,
+    grads: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        let shape = value.shape();
+        let n = shape.num_elements();
+        let part = self.flat.clone().slice(self.at..self.at + n);
+        self.at += n;
+        self.grads
+            .register::<B::InnerBackend, D>(param.id, part.reshape(shape));
     }
 }
 

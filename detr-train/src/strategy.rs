@@ -14,6 +14,11 @@
 //! - validation runs every `eval_every` epochs and on the last, evaluates the detections with
 //!   COCO's rules (the 12 numbers; AP and AP50 are Burn metrics), writes `log.txt` and
 //!   `curves.png`, and optionally stops early when AP has not improved for a while.
+//!
+//! With several processes ([`ProcessGroup`]) every process runs this loop in step with the
+//! others; each validates its share of the split, the detections and loss sums of all are
+//! gathered so that every process computes the same COCO numbers (and takes the same
+//! best-checkpoint and early-stopping decisions), and only rank 0 writes files.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -31,12 +36,14 @@ use datasets::CocoFile;
 use detr_model::{Detr, DetrConfig};
 
 use crate::checkpoint::{self, TrainState};
+use crate::components::LossComponents;
 use crate::config::TrainConfig;
+use crate::distributed::{decode_detections, encode_detections, ProcessGroup};
 use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::optim::DetrOptimizer;
 use crate::schedule::StepLrScheduler;
-use crate::step::{DetrTraining, ValidItem};
+use crate::step::{DetrTraining, ImageResult, ValidItem};
 use crate::trainer::{add_detections, fmt_secs, Averages, EvalResult};
 
 /// The learning components of a DETR run.
@@ -80,6 +87,8 @@ pub struct DetrStrategy<B: AutodiffBackend> {
     pub ema: Mutex<Option<ModelEma<B::InnerBackend>>>,
     /// The model's configuration (for the saved moving average).
     pub model_config: DetrConfig,
+    /// The other processes of a multi-process run (`None`: this process alone).
+    pub group: Option<Arc<ProcessGroup>>,
 }
 
 impl<B: AutodiffBackend> Default for Outcome<B> {
@@ -98,6 +107,43 @@ impl<B: AutodiffBackend> Default for Outcome<B> {
 type Processor<B> = SupervisedTrainingEventProcessor<DetrComponents<B>>;
 
 impl<B: AutodiffBackend> DetrStrategy<B> {
+    /// This process writes the run's files (rank 0, or the only process).
+    fn writes(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank() == 0)
+    }
+
+    /// The validation of every process: its loss sums and detections gathered (in rank
+    /// order) from each.
+    fn gather_validation(
+        &self,
+        group: &ProcessGroup,
+        model: &DetrTraining<B::InnerBackend>,
+        losses: Averages,
+        detections: Vec<ImageResult>,
+    ) -> Result<(Averages, Vec<ImageResult>), TrainError> {
+        let names: Vec<String> = LossComponents::from_values(&vec![0.0; model.n_values()])
+            .named()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut sums: Vec<f32> = if losses.count() == 0 {
+            vec![0.0; names.len()]
+        } else {
+            losses.sums().into_iter().map(|s| s as f32).collect()
+        };
+        sums.push(losses.count() as f32);
+        let total = group.sum_values(&sums, "the validation losses")?;
+        let count = total[names.len()] as usize;
+        let sums: Vec<f64> = total[..names.len()].iter().map(|&s| f64::from(s)).collect();
+        let mine = encode_detections(&detections)?;
+        let all = group.gather(&mine, "the validation detections")?;
+        let mut detections = Vec::new();
+        for part in all {
+            detections.extend(decode_detections(&part)?);
+        }
+        Ok((Averages::from_sums(names, &sums, count), detections))
+    }
+
     fn finish(&self, state: TrainState, f: impl FnOnce(&mut Outcome<B>)) {
         let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         o.state = state;
@@ -116,6 +162,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
     ) -> Result<EvalResult, TrainError> {
         let mut evaluator = CocoEvaluator::new(&self.ground_truth)?;
         let mut losses = Averages::default();
+        let mut detections = Vec::new();
         let mut ignored = 0;
         let mut pending: Option<(ValidItem, Progress, usize)> = None;
         let mut iter = loader.iter();
@@ -128,9 +175,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 return Err(e);
             }
             losses.add(&out.components.named());
-            for d in &out.detections {
-                ignored += add_detections(&mut evaluator, d)?;
-            }
+            detections.extend(std::mem::take(&mut out.detections));
             if let Some((prev, p, i)) = pending.replace((out, progress, iteration)) {
                 processor.process_valid(LearnerEvent::ProcessedItem(TrainingItem::new(
                     prev,
@@ -143,6 +188,12 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
             if interrupter.should_stop() {
                 break;
             }
+        }
+        if let Some(g) = &self.group {
+            (losses, detections) = self.gather_validation(g, model, losses, detections)?;
+        }
+        for d in &detections {
+            ignored += add_detections(&mut evaluator, d)?;
         }
         if losses.count() == 0 {
             return Err(TrainError::NothingToTrain(
@@ -181,6 +232,9 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
         ema: Option<&ModelEma<B::InnerBackend>>,
         state: &TrainState,
     ) -> Result<(), TrainError> {
+        if !self.writes() {
+            return Ok(());
+        }
         let path = self.cfg.run.output_dir.join(name);
         // The average first: a checkpoint never stands beside an older average.
         if let Some(e) = ema {
@@ -196,7 +250,8 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
     ) -> DetrTraining<B::InnerBackend> {
         let valid = model.valid();
         match ema {
-            Some(e) => DetrTraining::new(e.model().clone(), valid.criterion, valid.seed),
+            Some(e) => DetrTraining::new(e.model().clone(), valid.criterion, valid.seed)
+                .with_group(valid.group),
             None => valid,
         }
     }
@@ -256,7 +311,10 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                     self.optim.last_grad_norm().unwrap_or(f32::NAN),
                 ));
                 avg.add(&values);
-                if !self.dashboard && (iteration % print_freq == 0 || iteration == total) {
+                if !self.dashboard
+                    && self.writes()
+                    && (iteration % print_freq == 0 || iteration == total)
+                {
                     let el = t0.elapsed().as_secs_f64();
                     let eta = el / iteration as f64 * total.saturating_sub(iteration) as f64;
                     let g = |k: &str| avg.get(k).unwrap_or(f64::NAN);
@@ -315,6 +373,16 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 self.n_parameters,
                 t0.elapsed().as_secs_f64(),
             ));
+            if let Some(g) = &self.group {
+                let weights = model.model.valid();
+                let fp = crate::distributed::fingerprint(&weights);
+                g.check_same_weights(fp, &format!("the end of epoch {epoch}"))?;
+                tracing::info!(
+                    "epoch {epoch}: the weights are identical in all {} processes \
+                     (fingerprint {fp:012x})",
+                    g.world_size()
+                );
+            }
             // The epoch is safe before validation runs.
             self.save("checkpoint.mpk", &model, ema.as_ref(), state)?;
             let drops =
@@ -370,7 +438,9 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
                 let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
                 o.last_eval = Some(r);
             }
-            crate::run::write_logs(&cfg.run.output_dir, &state.history)?;
+            if self.writes() {
+                crate::run::write_logs(&cfg.run.output_dir, &state.history)?;
+            }
             let done = state.epoch - first_epoch;
             let remaining = (cfg.optim.epochs - state.epoch) as f64 * start.elapsed().as_secs_f64()
                 / done.max(1) as f64;

@@ -73,6 +73,19 @@ impl Averages {
     pub fn count(&self) -> usize {
         self.count
     }
+
+    /// The sums, in the order of the names.
+    pub fn sums(&self) -> Vec<f64> {
+        self.sums.iter().map(|(_, s)| *s).collect()
+    }
+
+    /// Averages of `count` sets with these names and sums.
+    pub fn from_sums(names: Vec<String>, sums: &[f64], count: usize) -> Self {
+        Self {
+            sums: names.into_iter().zip(sums.iter().copied()).collect(),
+            count,
+        }
+    }
 }
 
 /// The result of a validation pass.
