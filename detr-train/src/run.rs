@@ -418,6 +418,14 @@ pub fn run<B: AutodiffBackend>(
         let rank = group.as_ref().map_or(0, |g| g.rank());
         std::env::temp_dir().join(format!("detr-train-rank{rank}-{}", std::process::id()))
     };
+    if let Some(g) = &group {
+        // Processes sharing a folder must not generate the synthetic set together: rank 0
+        // first, the others once it is done (on other machines they make their own copy).
+        if g.rank() == 0 {
+            ensure_synthetic(&cfg)?;
+        }
+        g.sum_values(&[0.0], "the dataset's preparation")?;
+    }
     let splits = open_splits(&cfg)?;
     let num_classes = cfg
         .model

@@ -245,6 +245,39 @@ fn two_processes_train_like_one_over_the_same_global_batch() {
     assert!((ap(&ls) - ap(&lp)).abs() < 1e-3, "{ls}\n{lp}");
     let loss = |v: &serde_json::Value| v["test_loss"].as_f64().unwrap();
     assert!((loss(&ls) - loss(&lp)).abs() < 1e-3, "{ls}\n{lp}");
+
+    // Both processes resume from rank 0's checkpoint for a second epoch, again in step.
+    let checkpoint = out.join("checkpoint.mpk");
+    let logs = [
+        root.join("rank0-resumed.log"),
+        root.join("rank1-resumed.log"),
+    ];
+    let extra = [
+        "--dist_timeout",
+        "60",
+        "--epochs",
+        "2",
+        "--resume",
+        checkpoint.to_str().unwrap(),
+    ];
+    let port = free_port();
+    let mut children = [
+        spawn(&config, 0, port, &extra, &logs[0]),
+        spawn(&config, 1, port, &extra, &logs[1]),
+    ];
+    for (r, c) in children.iter_mut().enumerate() {
+        let status = wait_for(c, Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "rank {r}: {status:?}\n{}",
+            read(&logs[r])
+        );
+    }
+    let (f0, f1) = (fingerprints(&read(&logs[0])), fingerprints(&read(&logs[1])));
+    assert_eq!(f0.len(), 1);
+    assert_eq!(f0, f1);
+    let lines = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
 }
 
 #[test]
