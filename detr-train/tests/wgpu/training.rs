@@ -216,7 +216,11 @@ fn training_steps_on_wgpu_agree_with_flex() {
 #[test]
 fn wgpu_backend_is_fused() {
     let name = std::any::type_name::<Wgpu>();
-    assert!(name.contains("burn_fusion::Fusion<"), "{name}");
+    // e.g. `burn_fusion::backend::Fusion<burn_cubecl::backend::CubeBackend<…>>`.
+    assert!(
+        name.starts_with("burn_fusion::") && name.contains("::Fusion<burn_cubecl::"),
+        "{name}"
+    );
 }
 
 fn temp_dir(name: &str) -> PathBuf {
