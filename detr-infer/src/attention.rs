@@ -56,10 +56,17 @@ pub fn attention_maps<B: Backend>(
         .convert::<f32>()
         .to_vec::<f32>()
         .unwrap_or_default();
+    // Read through an int tensor: the CubeCL backends (wgpu, cuda) store bools as integers,
+    // and their bool data does not read back as `bool`.
     let mask: Vec<bool> = feature_mask
+        .int()
         .into_data()
-        .to_vec::<bool>()
-        .unwrap_or_default();
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v != 0)
+        .collect();
     if data.len() != b * q * hw || mask.len() != b * hw {
         return Vec::new();
     }
