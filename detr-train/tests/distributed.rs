@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::backend::{Autodiff, Flex};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::prelude::*;
 use datasets::TransformConfig;
 use detr_train::config::{SyntheticConfig, TrainConfig};
 
-type B = Autodiff<Flex>;
+mod common;
+use common::{checkpoint_values, module_values, B};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("detr-dist-test-{}-{name}", std::process::id()));
@@ -102,6 +100,23 @@ fn spawn_in(
         .unwrap()
 }
 
+/// Runs ranks 0 and 1 to completion (each within 120 s) and asserts that both succeed.
+fn run_pair(config: &Path, extra: &[&str], logs: &[PathBuf; 2]) {
+    let port = free_port();
+    let mut children = [
+        spawn(config, 0, port, extra, &logs[0]),
+        spawn(config, 1, port, extra, &logs[1]),
+    ];
+    for (r, c) in children.iter_mut().enumerate() {
+        let status = wait_for(c, Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "rank {r}: {status:?}\n{}",
+            read(&logs[r])
+        );
+    }
+}
+
 /// Waits for `child` at most `limit`; kills it past that.
 fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let t = Instant::now();
@@ -123,25 +138,6 @@ fn read(path: &Path) -> String {
         .read_to_string(&mut s)
         .unwrap();
     s
-}
-
-#[derive(Default)]
-struct Values(Vec<Vec<f32>>);
-
-impl<BB: Backend> ModuleVisitor<BB> for Values {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<BB, D>>) {
-        self.0
-            .push(param.val().into_data().convert::<f32>().to_vec().unwrap());
-    }
-}
-
-fn checkpoint_values(cfg: &TrainConfig, path: &Path) -> Vec<Vec<f32>> {
-    let device = Default::default();
-    let (model, _) = detr_train::run::build_model::<B>(cfg, 6, &device).unwrap();
-    let loaded = detr_train::checkpoint::load(path, model, &device).unwrap();
-    let mut v = Values::default();
-    loaded.model.visit(&mut v);
-    v.0
 }
 
 /// The weight fingerprints a process logged, one per epoch.
@@ -171,21 +167,8 @@ fn two_processes_train_like_one_over_the_same_global_batch() {
     pair.model.num_classes = Some(6);
     let config = root.join("pair.json");
     write_config(&pair, &config);
-    let port = free_port();
     let logs = [root.join("rank0.log"), root.join("rank1.log")];
-    let extra = ["--dist_timeout", "60"];
-    let mut children = [
-        spawn(&config, 0, port, &extra, &logs[0]),
-        spawn(&config, 1, port, &extra, &logs[1]),
-    ];
-    for (r, c) in children.iter_mut().enumerate() {
-        let status = wait_for(c, Duration::from_secs(120));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "rank {r}: {status:?}\n{}",
-            read(&logs[r])
-        );
-    }
+    run_pair(&config, &["--dist_timeout", "60"], &logs);
     let (log0, log1) = (read(&logs[0]), read(&logs[1]));
     assert!(log0.contains("all 2 processes joined"), "{log0}");
 
@@ -210,9 +193,7 @@ fn two_processes_train_like_one_over_the_same_global_batch() {
     let init = {
         let device = Default::default();
         let (model, _) = detr_train::run::build_model::<B>(&single, 6, &device).unwrap();
-        let mut v = Values::default();
-        model.visit(&mut v);
-        v.0
+        module_values(&model)
     };
     let mut worst: f32 = 0.0;
     let mut moved: f32 = 0.0;
@@ -260,19 +241,7 @@ fn two_processes_train_like_one_over_the_same_global_batch() {
         "--resume",
         checkpoint.to_str().unwrap(),
     ];
-    let port = free_port();
-    let mut children = [
-        spawn(&config, 0, port, &extra, &logs[0]),
-        spawn(&config, 1, port, &extra, &logs[1]),
-    ];
-    for (r, c) in children.iter_mut().enumerate() {
-        let status = wait_for(c, Duration::from_secs(120));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "rank {r}: {status:?}\n{}",
-            read(&logs[r])
-        );
-    }
+    run_pair(&config, &extra, &logs);
     let (f0, f1) = (fingerprints(&read(&logs[0])), fingerprints(&read(&logs[1])));
     assert_eq!(f0.len(), 1);
     assert_eq!(f0, f1);

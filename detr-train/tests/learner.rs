@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, Flex};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::backend::Flex;
+use burn::module::Module;
 use burn::prelude::*;
 use clap::CommandFactory;
 use detr_train::config::{SyntheticConfig, TrainConfig};
@@ -14,7 +14,8 @@ use detr_train::resolve::{resolve_resumed, FileOptions};
 use detr_train::run::run;
 use detr_train::TrainError;
 
-type B = Autodiff<Flex>;
+mod common;
+use common::{checkpoint_values, Values, B};
 
 /// The backend's RNG is global: runs go one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -60,26 +61,6 @@ fn micro(root: &Path) -> TrainConfig {
         };
         c
     }
-}
-
-#[derive(Default)]
-struct Values(Vec<Vec<f32>>);
-
-impl<BB: Backend> ModuleVisitor<BB> for Values {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<BB, D>>) {
-        self.0
-            .push(param.val().into_data().convert::<f32>().to_vec().unwrap());
-    }
-}
-
-/// Every parameter value of the model in a training checkpoint.
-fn checkpoint_values(cfg: &TrainConfig, path: &Path) -> Vec<Vec<f32>> {
-    let device = Default::default();
-    let (model, _) = detr_train::run::build_model::<B>(cfg, 6, &device).unwrap();
-    let loaded = detr_train::checkpoint::load(path, model, &device).unwrap();
-    let mut v = Values::default();
-    loaded.model.visit(&mut v);
-    v.0
 }
 
 #[test]
