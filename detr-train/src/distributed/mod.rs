@@ -24,8 +24,14 @@
 //! of synchronised peers instead of the list itself, so the second operation never sees the
 //! list equal to the set of nodes and waits forever (`docs/training.md` has the report).
 
+mod payload;
+mod rendezvous;
+
+pub use payload::{decode_detections, encode_detections, fingerprint};
+pub use rendezvous::Rendezvous;
+
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -34,63 +40,6 @@ use burn::prelude::*;
 
 use crate::config::RunOptions;
 use crate::error::TrainError;
-use crate::step::ImageResult;
-
-/// Where the processes meet: rank 0's listening address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendezvous {
-    /// Host name or address of rank 0.
-    pub host: String,
-    /// The port rank 0 listens on.
-    pub port: u16,
-}
-
-impl Rendezvous {
-    /// Reads `--dist_url`: `tcp://HOST:PORT`, or `env://` for `MASTER_ADDR` and
-    /// `MASTER_PORT` (torchrun's variables), looked up with `env`.
-    pub fn parse(url: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, TrainError> {
-        let bad = |m: String| Err(TrainError::Config(format!("--dist_url {url}: {m}")));
-        let (host, port) = if url == "env://" {
-            let (Some(host), Some(port)) = (env("MASTER_ADDR"), env("MASTER_PORT")) else {
-                return bad(
-                    "env:// needs MASTER_ADDR and MASTER_PORT in the environment (or give \
-                     --dist_url tcp://HOST:PORT)"
-                        .into(),
-                );
-            };
-            (host, port)
-        } else if let Some(rest) = url.strip_prefix("tcp://") {
-            match rest.rsplit_once(':') {
-                Some((h, p)) if !h.is_empty() => (h.to_string(), p.to_string()),
-                _ => return bad("expected tcp://HOST:PORT".into()),
-            }
-        } else {
-            return bad("expected tcp://HOST:PORT or env://".into());
-        };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(Self { host, port: p }),
-            _ => bad(format!("`{port}` is not a port number")),
-        }
-    }
-
-    /// The address, resolved.
-    fn resolve(&self) -> Result<SocketAddr, TrainError> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                TrainError::Distributed(format!(
-                    "cannot resolve the --dist_url host `{}`",
-                    self.host
-                ))
-            })
-    }
-}
 
 /// Identifies the protocol and its version in the first bytes of a connection.
 const MAGIC: &[u8; 8] = b"DETRDDP1";
@@ -501,133 +450,4 @@ fn busy(address: SocketAddr, e: &std::io::Error) -> TrainError {
         "rank 0 cannot listen on {address} (--dist_url): {e}; is another run using port {}?",
         address.port()
     ))
-}
-
-/// A 48-bit FNV-1a hash of every float parameter of `module`, bit for bit: equal on two
-/// processes exactly when their weights are.
-pub fn fingerprint<B: Backend, M: Module<B>>(module: &M) -> u64 {
-    struct Hasher(u64);
-    impl<B: Backend> burn::module::ModuleVisitor<B> for Hasher {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
-            for byte in param.val().into_data().as_bytes() {
-                self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01B3);
-            }
-        }
-    }
-    let mut h = Hasher(0xCBF2_9CE4_8422_2325);
-    module.visit(&mut h);
-    h.0 & 0xFFFF_FFFF_FFFF
-}
-
-/// Detections as floats for [`ProcessGroup::gather`]: per image its id (two 24-bit halves),
-/// its query count, then score, label and box of each query. Exact for ids below 2^48 and
-/// labels below 2^24.
-pub fn encode_detections(images: &[ImageResult]) -> Result<Vec<f32>, TrainError> {
-    const HALF: u64 = 1 << 24;
-    let mut out = Vec::new();
-    for d in images {
-        if d.image_id >= HALF * HALF {
-            return Err(TrainError::Distributed(format!(
-                "image id {} is too large to exchange exactly",
-                d.image_id
-            )));
-        }
-        out.push((d.image_id / HALF) as f32);
-        out.push((d.image_id % HALF) as f32);
-        out.push(d.scores.len() as f32);
-        for ((s, l), b) in d.scores.iter().zip(&d.labels).zip(&d.boxes) {
-            out.push(*s);
-            out.push(*l as f32);
-            out.extend_from_slice(b);
-        }
-    }
-    Ok(out)
-}
-
-/// The inverse of [`encode_detections`].
-pub fn decode_detections(values: &[f32]) -> Result<Vec<ImageResult>, TrainError> {
-    let bad = || TrainError::Distributed("received detections are malformed".into());
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < values.len() {
-        let head = values.get(at..at + 3).ok_or_else(bad)?;
-        let image_id = head[0] as u64 * (1 << 24) + head[1] as u64;
-        let n = head[2] as usize;
-        at += 3;
-        let body = values.get(at..at + 6 * n).ok_or_else(bad)?;
-        at += 6 * n;
-        let mut d = ImageResult {
-            image_id,
-            scores: Vec::with_capacity(n),
-            labels: Vec::with_capacity(n),
-            boxes: Vec::with_capacity(n),
-        };
-        for q in body.chunks_exact(6) {
-            d.scores.push(q[0]);
-            d.labels.push(q[1] as usize);
-            d.boxes.push([q[2], q[3], q[4], q[5]]);
-        }
-        out.push(d);
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detections_survive_the_float_encoding_exactly() {
-        let images = vec![
-            ImageResult {
-                image_id: 581_929,
-                scores: vec![0.25, 0.9],
-                labels: vec![90, 3],
-                boxes: vec![[0.5, 1.0, 20.25, 30.0], [1.0, 2.0, 3.0, 4.0]],
-            },
-            ImageResult {
-                image_id: (1 << 40) + 7,
-                scores: vec![],
-                labels: vec![],
-                boxes: vec![],
-            },
-        ];
-        let back = decode_detections(&encode_detections(&images).unwrap()).unwrap();
-        assert_eq!(back.len(), 2);
-        for (a, b) in images.iter().zip(&back) {
-            assert_eq!(a.image_id, b.image_id);
-            assert_eq!(a.scores, b.scores);
-            assert_eq!(a.labels, b.labels);
-            assert_eq!(a.boxes, b.boxes);
-        }
-        assert!(decode_detections(&[1.0, 2.0, 5.0, 0.1]).is_err());
-    }
-
-    #[test]
-    fn dist_url_reads_tcp_and_torchrun_variables() {
-        let none = |_: &str| None;
-        assert_eq!(
-            Rendezvous::parse("tcp://10.0.0.5:29500", none).unwrap(),
-            Rendezvous {
-                host: "10.0.0.5".into(),
-                port: 29500
-            }
-        );
-        let env = |k: &str| match k {
-            "MASTER_ADDR" => Some("node0".to_string()),
-            "MASTER_PORT" => Some("1234".to_string()),
-            _ => None,
-        };
-        let r = Rendezvous::parse("env://", env).unwrap();
-        assert_eq!((r.host.as_str(), r.port), ("node0", 1234));
-        for (url, needle) in [
-            ("env://", "MASTER_ADDR"),
-            ("tcp://host", "tcp://HOST:PORT"),
-            ("tcp://host:http", "not a port"),
-            ("udp://host:1", "tcp://HOST:PORT or env://"),
-        ] {
-            let e = Rendezvous::parse(url, none).unwrap_err().to_string();
-            assert!(e.contains(needle), "{url}: {e}");
-        }
-    }
 }
