@@ -1,6 +1,7 @@
 //! The backend extension's convolution (`detr_model::backend`) against Burn's own, for values
 //! and gradients, at the shapes DETR's ResNets use: 1×1 (stride 1 and 2), 3×3 (stride 1 and 2,
-//! dilation 2 as in DC5) and the 7×7 stride-2 stem, with and without bias, on flex and ndarray
+//! dilation 2 as in DC5) and the 7×7 stride-2 stem (whose value the CPU backends compute
+//! themselves: at most four input channels), with and without bias, on flex and ndarray
 //! under autodiff. Tolerance: 1e-5 relative to the largest magnitude (both sides are float32
 //! sums of up to a few thousand products, in different orders).
 

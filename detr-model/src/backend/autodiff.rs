@@ -101,10 +101,15 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
                     let bias_state = prep.checkpoint(&bias);
                     prep.finish(
                         (x_state, weight_state, bias_state, options.clone()),
-                        B::conv2d(x.primitive, weight.primitive, Some(bias.primitive), options),
+                        B::conv2d_value(
+                            x.primitive,
+                            weight.primitive,
+                            Some(bias.primitive),
+                            options,
+                        ),
                     )
                 }
-                OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
+                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_value(
                     x.primitive,
                     weight.primitive,
                     Some(bias.primitive),
@@ -121,12 +126,15 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
                     let weight_state = prep.checkpoint(&weight);
                     prep.finish(
                         (x_state, weight_state, options.clone()),
-                        B::conv2d(x.primitive, weight.primitive, None, options),
+                        B::conv2d_value(x.primitive, weight.primitive, None, options),
                     )
                 }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(B::conv2d(x.primitive, weight.primitive, None, options))
-                }
+                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_value(
+                    x.primitive,
+                    weight.primitive,
+                    None,
+                    options,
+                )),
             },
         }
     }

@@ -4,6 +4,9 @@
 //! with stride 1 and no padding). The products run on the `gemm` crate (the GEMM burn-flex
 //! uses), the im2col on rayon.
 //!
+//! The value of a convolution with few input channels is computed the same way
+//! ([`conv2d_value`]): `y [O, L] = W [O, C·kh·kw] · cols(x)` per image.
+//!
 //! Works on any backend through host memory (`into_data` / `from_data`), which on the CPU
 //! backends is one copy of the input, the output gradient and the result. Float32 with
 //! `groups == 1` only: anything else is Burn's own weight gradient.
@@ -57,6 +60,136 @@ pub fn conv2d_weight_grad<B: Backend>(
     Tensor::<B, 4>::from_data(TensorData::new(dw, [o, c, kh, kw]), &device)
         .into_primitive()
         .tensor()
+}
+
+/// Input channels up to which [`conv2d_value`] computes the convolution itself: burn-flex walks
+/// convolutions with at most 4 input and 16 output channels with a direct loop, and its GEMM
+/// path packs a reduction only `C·kh·kw` long anyway.
+pub const FEW_INPUT_CHANNELS: usize = 4;
+
+/// The value of `conv2d(x, weight, bias, options)`: im2col and GEMM ([`conv_f32`]) for float32
+/// convolutions with at most [`FEW_INPUT_CHANNELS`] input channels and `groups == 1`, the
+/// backend's own `conv2d` otherwise.
+pub fn conv2d_value<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    use burn::tensor::TensorMetadata;
+    let w_shape = weight.shape();
+    let supported = options.groups == 1
+        && w_shape[1] <= FEW_INPUT_CHANNELS
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+    if !supported {
+        return B::conv2d(x, weight, bias, options);
+    }
+    let device = B::float_device(&weight);
+    let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    let [n, c, h, w] = x.dims();
+    let [o, _, kh, kw] = [w_shape[0], w_shape[1], w_shape[2], w_shape[3]];
+    let out = |i: usize| {
+        let size = [h, w][i] + 2 * options.padding[i];
+        let span = options.dilation[i] * ([kh, kw][i] - 1) + 1;
+        if size < span {
+            0
+        } else {
+            (size - span) / options.stride[i] + 1
+        }
+    };
+    let [ho, wo] = [out(0), out(1)];
+    let x = x.into_data();
+    let weight = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(weight)).into_data();
+    let bias = bias.map(|b| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(b)).into_data());
+    let (Ok(xs), Ok(ws)) = (x.as_slice::<f32>(), weight.as_slice::<f32>()) else {
+        unreachable!("float32 tensors read back as float32")
+    };
+    let bs = bias
+        .as_ref()
+        .map(|b| b.as_slice::<f32>().expect("float32 bias"));
+    let geometry = Geometry {
+        batch: n,
+        in_channels: c,
+        in_size: [h, w],
+        out_channels: o,
+        out_size: [ho, wo],
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding,
+        dilation: options.dilation,
+    };
+    let y = conv_f32(xs, ws, bs, &geometry);
+    Tensor::<B, 4>::from_data(TensorData::new(y, [n, o, ho, wo]), &device)
+        .into_primitive()
+        .tensor()
+}
+
+/// `y [N, O, Ho, Wo]` from `x [N, C, H, W]`, `w [O, C, kh, kw]` and `bias [O]` (row-major).
+pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> Vec<f32> {
+    let [h, wi] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
+    let c = geo.in_channels;
+    let o = geo.out_channels;
+    let l = ho * wo;
+    let k = c * kh * kw;
+    let mut y = vec![0f32; geo.batch * o * l];
+    if l == 0 || o == 0 {
+        return y;
+    }
+    let pointwise = geo.is_pointwise();
+    let mut cols = if pointwise {
+        Vec::new()
+    } else {
+        vec![0f32; k * l]
+    };
+    for b in 0..geo.batch {
+        let xb = &x[b * c * h * wi..(b + 1) * c * h * wi];
+        let yb = &mut y[b * o * l..(b + 1) * o * l];
+        let rhs: &[f32] = if pointwise {
+            xb
+        } else {
+            im2col(xb, geo, &mut cols);
+            &cols
+        };
+        if let Some(bias) = bias {
+            for (row, &v) in yb.chunks_mut(l).zip(bias) {
+                row.fill(v);
+            }
+        }
+        if k == 0 {
+            continue;
+        }
+        // yb [o, l] (+)= w [o, k] · rhs [k, l], all row-major.
+        // SAFETY: yb is o×l with row stride l, w is o×k with row stride k, rhs is k×l with row
+        // stride l; they do not overlap.
+        unsafe {
+            gemm::gemm(
+                o,
+                l,
+                k,
+                yb.as_mut_ptr(),
+                1,
+                l as isize,
+                bias.is_some(),
+                w.as_ptr(),
+                1,
+                k as isize,
+                rhs.as_ptr(),
+                1,
+                l as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    y
 }
 
 /// The shapes and options of one convolution (`groups == 1`).

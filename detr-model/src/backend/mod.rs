@@ -7,7 +7,9 @@
 //! column per kernel position, one per input channel for a 1×1 convolution): memory-bound where
 //! it should be one matrix product. [`DetrBackend::conv2d_weight_grad`] lets a backend compute
 //! it its own way; the CPU backends use [`cpu_conv`] (im2col and one GEMM per image), the GPU
-//! backends keep Burn's kernels. [`conv2d`] is the convolution the model calls: on
+//! backends keep Burn's kernels. The CPU backends also take the value of a convolution with at
+//! most four input channels (the stem, on RGB images) from [`cpu_conv`]: burn-flex computes
+//! those with a direct loop that took a quarter of the `tiny` training step. [`conv2d`] is the convolution the model calls: on
 //! `Autodiff<B>` it records its own backward node ([`autodiff`]) that takes the input gradient
 //! from Burn (`conv2d_x_backward`) and the weight gradient from `B::conv2d_weight_grad`.
 //!
@@ -37,10 +39,8 @@ pub trait DetrBackend: Backend {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
 
-    /// A 2-D convolution whose weight gradient, under autodiff, is
-    /// [`DetrBackend::conv2d_weight_grad`] of the inner backend. Without autodiff it is the
-    /// backend's own `conv2d`.
-    fn detr_conv2d(
+    /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
+    fn conv2d_value(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
@@ -48,9 +48,29 @@ pub trait DetrBackend: Backend {
     ) -> FloatTensor<Self> {
         Self::conv2d(x, weight, bias, options)
     }
+
+    /// A 2-D convolution: [`DetrBackend::conv2d_value`], and under autodiff a node whose
+    /// weight gradient is [`DetrBackend::conv2d_weight_grad`] of the inner backend.
+    fn detr_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_value(x, weight, bias, options)
+    }
 }
 
 impl DetrBackend for burn::backend::Flex {
+    fn conv2d_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+    }
+
     fn conv2d_weight_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -62,6 +82,15 @@ impl DetrBackend for burn::backend::Flex {
 }
 
 impl DetrBackend for burn::backend::NdArray {
+    fn conv2d_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+    }
+
     fn conv2d_weight_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
