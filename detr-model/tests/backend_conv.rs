@@ -6,7 +6,6 @@
 //! sums of up to a few thousand products, in different orders).
 
 use burn::backend::{Autodiff, Flex, NdArray};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
@@ -16,7 +15,9 @@ use detr_model::DetrAutodiffBackend;
 const TOLERANCE: f32 = 1e-5;
 
 /// `(batch, in, out, size, kernel, stride, padding, dilation)`.
-const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CASES: &[Case] = &[
     (2, 8, 12, 9, 1, 1, 0, 1), // bottleneck 1×1
     (2, 8, 12, 9, 1, 2, 0, 1), // downsample 1×1, stride 2
     (2, 6, 5, 10, 3, 1, 1, 1), // 3×3
@@ -38,11 +39,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 
 /// Output, input gradient, weight gradient and bias gradient of one convolution, through the
 /// extension (`ours`) or Burn's `conv2d`.
-fn run<B: DetrAutodiffBackend>(
-    case: (usize, usize, usize, usize, usize, usize, usize, usize),
-    with_bias: bool,
-    ours: bool,
-) -> [Vec<f32>; 4] {
+fn run<B: DetrAutodiffBackend>(case: Case, with_bias: bool, ours: bool) -> [Vec<f32>; 4] {
     let (n, c, o, size, k, stride, pad, dil) = case;
     let device = Default::default();
     B::seed(&device, 7);
@@ -71,10 +68,7 @@ fn run<B: DetrAutodiffBackend>(
     [values(y.inner()), values(gx), values(gw), gb]
 }
 
-fn check<B: DetrAutodiffBackend>(backend: &str)
-where
-    B: AutodiffBackend,
-{
+fn check<B: DetrAutodiffBackend>(backend: &str) {
     for &case in CASES {
         for with_bias in [false, true] {
             let ours = run::<B>(case, with_bias, true);
