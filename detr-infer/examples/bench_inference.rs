@@ -14,11 +14,11 @@
 use std::process::Command;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use datasets::transforms::ValidationTransform;
 use detr_infer::backend::{run_on, BackendKind, BackendTask};
 use detr_infer::model::resolve_config;
 use detr_infer::predict::Predictor;
+use detr_model::DetrBackend;
 use image::{Rgb, RgbImage};
 
 const WIDTH: u32 = 1066;
@@ -32,7 +32,7 @@ struct Bench {
 impl BackendTask for Bench {
     type Output = Result<Vec<f64>, String>;
 
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+    fn run<B: DetrBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         let device = devices.into_iter().next().unwrap_or_default();
         let config = resolve_config(Some("r50"), None, None).map_err(|e| e.to_string())?;
         let t = Instant::now();

@@ -6,7 +6,8 @@
 //! at feature resolution). [`AttentionMaps::overlay`] upsamples one query's map bilinearly
 //! over the original image and blends it in as a heat map.
 
-use burn::tensor::{backend::Backend, Bool, Tensor};
+use burn::tensor::{Bool, Tensor};
+use detr_model::DetrBackend;
 use image::RgbImage;
 
 use crate::draw::overlay_heatmap;
@@ -41,7 +42,7 @@ impl AttentionMaps {
 /// Splits a batch's last-layer cross-attention `[B, H, Q, h·w]` into per-image maps averaged
 /// over heads, each cut to the image's un-padded `h_i × w_i` part according to
 /// `feature_mask [B, h, w]` (`true` on padding; padding is bottom and right).
-pub fn attention_maps<B: Backend>(
+pub fn attention_maps<B: DetrBackend>(
     cross_weights: Tensor<B, 4>,
     feature_mask: Tensor<B, 3, Bool>,
 ) -> Vec<AttentionMaps> {

@@ -18,6 +18,7 @@
 //! [`run_on`] does both for the GPU backends; binaries with their own dispatch call
 //! [`prepare_devices`].
 
+use detr_model::DetrBackend;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 use std::str::FromStr;
@@ -100,7 +101,7 @@ pub trait BackendTask {
     /// What the work returns.
     type Output;
     /// Runs the work on backend `B` with `devices` (never empty; the first is the main one).
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output;
+    fn run<B: DetrBackend>(self, devices: Vec<B::Device>) -> Self::Output;
 }
 
 /// Runs `task` on the backend `kind` (its default device). Fails when the backend was not
@@ -157,7 +158,7 @@ pub fn run_on_devices<T: BackendTask>(
 }
 
 #[allow(dead_code)] // used only with the `wgpu` or `cuda` feature
-fn run_on_gpu<B: Backend, T: BackendTask>(
+fn run_on_gpu<B: DetrBackend, T: BackendTask>(
     kind: BackendKind,
     devices: Vec<B::Device>,
     task: T,

@@ -7,10 +7,10 @@
 //! larger batch-mate gets different boxes and scores, and the AP depends on which images
 //! share a batch.
 
+use detr_model::DetrBackend;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use datasets::coco_eval::{read_ground_truth, CocoEvalSummary, CocoEvaluator};
 use datasets::dataset::{CocoSplit, OpenOptions};
 use datasets::layout::Layout;
@@ -70,7 +70,7 @@ pub struct EvaluateReport {
 /// predictor's [`ValidationTransform`] is the dataset's pipeline.
 /// Detections of classes that are not categories of the ground truth are dropped (counted in
 /// the report), as pycocotools ignores them.
-pub fn evaluate_coco<B: Backend>(
+pub fn evaluate_coco<B: DetrBackend>(
     predictor: &Predictor<B>,
     options: &EvaluateOptions,
     mut on_progress: impl FnMut(&EvaluateProgress),

@@ -1,11 +1,11 @@
 //! The `evaluate` subcommand: run a checkpoint over a COCO split and print the 12 COCO
 //! numbers.
 
+use detr_model::DetrBackend;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use datasets::layout::Layout;
 use datasets::results::write_results;
@@ -47,7 +47,7 @@ struct Task<'a>(&'a EvaluateArgs, EvaluateOptions, detr_model::DetrConfig);
 impl BackendTask for Task<'_> {
     type Output = Result<EvaluateReport>;
 
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+    fn run<B: DetrBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         let device = devices.into_iter().next().unwrap_or_default();
         let Task(args, options, config) = self;
         let predictor = args.model.predictor::<B>(&config, device)?;

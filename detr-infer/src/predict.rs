@@ -1,9 +1,9 @@
 //! Running a loaded model on images: validation-style preprocessing (resize, normalise, pad
 //! to a batch), the forward pass and DETR's PostProcess back to original-image pixels.
 
-use burn::tensor::backend::Backend;
 use datasets::batcher::{collate, DetrItem};
 use datasets::transforms::ValidationTransform;
+use detr_model::DetrBackend;
 use detr_model::{postprocess, Detr, ImageDetections};
 use image::RgbImage;
 
@@ -56,13 +56,13 @@ impl Prediction {
 
 /// A model on a device with its preprocessing.
 #[derive(Debug)]
-pub struct Predictor<B: Backend> {
+pub struct Predictor<B: DetrBackend> {
     model: Detr<B>,
     device: B::Device,
     preprocess: ValidationTransform,
 }
 
-impl<B: Backend> Predictor<B> {
+impl<B: DetrBackend> Predictor<B> {
     /// Wraps a loaded model.
     pub fn new(model: Detr<B>, device: B::Device, preprocess: ValidationTransform) -> Self {
         Self {

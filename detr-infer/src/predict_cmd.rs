@@ -1,9 +1,9 @@
 //! The `predict` subcommand: detections, pictures and attention maps for image files.
 
+use detr_model::DetrBackend;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 use datasets::transforms::{TransformConfig, ValidationTransform};
 use detr_infer::backend::{run_on, BackendKind, BackendTask};
@@ -94,7 +94,7 @@ impl ModelArgs {
     }
 
     /// Builds the model of `config` on `B`, loads the weights and logs the load report.
-    pub fn predictor<B: Backend>(
+    pub fn predictor<B: DetrBackend>(
         &self,
         config: &DetrConfig,
         device: B::Device,
@@ -150,7 +150,7 @@ struct Task<'a>(&'a PredictArgs, &'a Labels, &'a DetrConfig);
 impl BackendTask for Task<'_> {
     type Output = Result<PredictReport>;
 
-    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+    fn run<B: DetrBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         let device = devices.into_iter().next().unwrap_or_default();
         let Task(args, labels, config) = self;
         let inputs = collect_inputs(&args.inputs)?;

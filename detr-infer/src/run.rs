@@ -1,10 +1,10 @@
 //! `predict` over files: decode, predict in batches, write pictures and `predictions.json`,
 //! time every image, and keep going past unreadable images.
 
+use detr_model::DetrBackend;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use datasets::dataset::decode_rgb;
 use image::RgbImage;
 
@@ -95,7 +95,7 @@ pub struct PredictReport {
 /// cannot be decoded (or whose pictures cannot be written) are listed in
 /// [`PredictReport::failures`] and the others still run; `on_image` is called after each
 /// image. Only a problem with the output folder or `predictions.json` is an error.
-pub fn predict_files<B: Backend>(
+pub fn predict_files<B: DetrBackend>(
     predictor: &Predictor<B>,
     labels: &Labels,
     inputs: &[InputImage],

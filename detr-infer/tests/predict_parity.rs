@@ -16,10 +16,7 @@ use detr_infer::predict::{Prediction, Predictor};
 use detr_model::weights::WeightFormat;
 use image::RgbImage;
 
-fn predictor_on<B: burn::tensor::backend::Backend>(
-    file: &str,
-    format: WeightFormat,
-) -> Predictor<B> {
+fn predictor_on<B: detr_model::DetrBackend>(file: &str, format: WeightFormat) -> Predictor<B> {
     let fx = fixture();
     let config = resolve_config(None, Some(&model_fixtures().join("tiny_r18.json")), None).unwrap();
     let device = Default::default();

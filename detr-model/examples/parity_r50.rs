@@ -14,7 +14,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 use detr_model::weights::{load_checkpoint, LoadOptions, WeightFormat};
 use detr_model::DetrConfig;
@@ -88,7 +87,7 @@ fn main() {
 }
 
 /// Runs both checkpoint files on backend `B`; returns the worst logits/boxes error.
-fn check<B: Backend>(dir: &std::path::Path) -> f32 {
+fn check<B: detr_model::DetrBackend>(dir: &std::path::Path) -> f32 {
     let device = Default::default();
     let mut worst = 0f32;
     let cfg = DetrConfig::from_json_file(&dir.join("r50.json")).expect("r50.json");

@@ -8,6 +8,7 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::backbone::{resize_mask, ResNet};
+use crate::backend::DetrBackend;
 use crate::config::{DetrConfig, PositionEmbeddingKind};
 use crate::error::ModelError;
 use crate::position::{LearnedPositionEmbedding, PositionEmbedding, SinePositionEmbedding};
@@ -196,7 +197,7 @@ impl DetrConfig {
     }
 }
 
-impl<B: Backend> Detr<B> {
+impl<B: DetrBackend> Detr<B> {
     /// Predicts classes and boxes for a padded batch: `images [B, 3, H, W]` (normalised),
     /// `mask [B, H, W]` (`true` on padding).
     pub fn forward(&self, images: Tensor<B, 4>, mask: Tensor<B, 3, Bool>) -> DetrOutput<B> {
@@ -233,7 +234,9 @@ impl<B: Backend> Detr<B> {
             output: DetrOutput { logits, boxes },
         }
     }
+}
 
+impl<B: Backend> Detr<B> {
     /// Freezes the whole backbone (the original's `--lr_backbone 0`).
     pub fn freeze_backbone(mut self) -> Self {
         self.backbone = self.backbone.no_grad();

@@ -6,6 +6,7 @@
 
 pub mod atomic_write;
 pub mod backbone;
+pub mod backend;
 pub mod box_ops;
 pub mod config;
 pub mod detr;
@@ -17,6 +18,7 @@ pub mod transformer;
 pub mod weights;
 
 pub use atomic_write::write_atomic;
+pub use backend::{DetrAutodiffBackend, DetrBackend};
 pub use config::{
     BackboneKind, BackboneNormKind, DetrConfig, PositionEmbeddingKind, Preset, PRESETS,
 };

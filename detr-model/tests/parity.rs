@@ -30,7 +30,7 @@ fn load<B: Backend>(name: &str, file: &str, format: WeightFormat, device: &B::De
     model
 }
 
-fn outputs<B: Backend>(
+fn outputs<B: detr_model::DetrBackend>(
     model: &Detr<B>,
     name: &str,
     k: usize,
@@ -44,7 +44,7 @@ fn outputs<B: Backend>(
     (to_vec(out.logits), to_vec(out.boxes))
 }
 
-fn check_against_torch<B: Backend>(name: &str, device: &B::Device) {
+fn check_against_torch<B: detr_model::DetrBackend>(name: &str, device: &B::Device) {
     let model = load::<B>(name, &format!("{name}.pth"), WeightFormat::DetrPth, device);
     let io = read_io(&format!("{name}_io.safetensors"));
     for k in 0..2 {

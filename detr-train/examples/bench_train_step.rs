@@ -15,7 +15,6 @@ use std::time::Instant;
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
 use datasets::DetectionTarget;
 use detr_model::DetrConfig;
@@ -35,7 +34,13 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn bench<B: AutodiffBackend>(preset: &str, size: usize, batch: usize, steps: usize, warmup: usize) {
+fn bench<B: detr_model::DetrAutodiffBackend>(
+    preset: &str,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+) {
     let clip: f32 = arg("--clip", 0.1);
     let device = B::Device::default();
     B::seed(&device, 0);

@@ -19,7 +19,7 @@ struct Train(TrainConfig);
 
 impl BackendTask for Train {
     type Output = Result<RunSummary, TrainError>;
-    fn run<B: burn::tensor::backend::Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+    fn run<B: detr_model::DetrBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         run::<burn::backend::Autodiff<B>>(self.0, devices)
     }
 }

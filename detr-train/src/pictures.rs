@@ -7,13 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use datasets::transforms::ValidationTransform;
 use datasets::CocoSplit;
 use detr_infer::draw::{draw_detections_mut, BoxAnnotation, DrawStyle};
 use detr_infer::labels::Labels;
 use detr_infer::predict::Predictor;
-use detr_model::Detr;
+use detr_model::{Detr, DetrBackend};
 use image::{imageops, Rgb, RgbImage};
 
 use crate::error::TrainError;
@@ -24,7 +23,7 @@ const MIN_PICTURE_SIDE: u32 = 384;
 /// Draws the model's predictions on the first `count` images of `val` and writes them as
 /// `dir/val_<image id>.png`; returns the paths written. The validation pipeline of `val`
 /// prepares the inputs, so the model sees exactly what the evaluation saw.
-pub fn write_validation_pictures<B: Backend>(
+pub fn write_validation_pictures<B: DetrBackend>(
     model: &Detr<B>,
     device: &B::Device,
     val: &CocoSplit,

@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use datasets::loader::{DetrDataLoader, LoaderConfig, Shard};
 use datasets::{CocoFile, CocoSplit, Layout, OpenOptions};
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::Detr;
+use detr_model::{DetrAutodiffBackend, DetrBackend};
 use serde_json::json;
 
 use crate::checkpoint::{self, TrainState};
@@ -269,7 +269,7 @@ pub fn print_eval(r: &EvalResult) {
 }
 
 /// Writes `--num_vis_images` validation pictures with predictions to `<output_dir>/pictures`.
-fn write_pictures<B: Backend>(
+fn write_pictures<B: DetrBackend>(
     cfg: &TrainConfig,
     model: &Detr<B>,
     device: &B::Device,
@@ -331,7 +331,7 @@ fn resume_source(cfg: &TrainConfig) -> Result<Option<ResumeFrom>, TrainError> {
 /// Trains (or with `eval`, only evaluates) on `devices` as `cfg` says, through Burn's
 /// `SupervisedTraining` / `Learner` with [`DetrStrategy`]: data-parallel when there are
 /// several devices (the step shards each batch; see [`crate::step`]).
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: DetrAutodiffBackend>(
     mut cfg: TrainConfig,
     devices: Vec<B::Device>,
 ) -> Result<RunSummary, TrainError> {

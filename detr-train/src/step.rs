@@ -24,7 +24,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::ItemLazy;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use datasets::DetrBatch;
-use detr_model::{postprocess, Detr};
+use detr_model::{postprocess, Detr, DetrAutodiffBackend, DetrBackend};
 
 use crate::components::LossComponents;
 use crate::criterion::{CriterionError, SetCriterion};
@@ -237,7 +237,7 @@ struct ShardOutput {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn shard_step<B: AutodiffBackend>(
+fn shard_step<B: DetrAutodiffBackend>(
     model: &Detr<B>,
     criterion: &SetCriterion,
     batch: DetrBatch<B>,
@@ -263,7 +263,7 @@ fn shard_step<B: AutodiffBackend>(
     Ok(ShardOutput { components, grads })
 }
 
-impl<B: AutodiffBackend> DetrTraining<B> {
+impl<B: DetrAutodiffBackend> DetrTraining<B> {
     /// Forward, loss and backward of one step (sharded over `item.devices`); the gradients
     /// are on the main device. A non-finite loss is an error and produces no gradients.
     pub fn gradients(
@@ -499,7 +499,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for DetrTraining<B> {
+impl<B: DetrAutodiffBackend> TrainStep for DetrTraining<B> {
     type Input = StepBatch<B>;
     type Output = TrainItem;
 
@@ -522,7 +522,7 @@ impl<B: AutodiffBackend> TrainStep for DetrTraining<B> {
     }
 }
 
-impl<B: Backend> DetrTraining<B> {
+impl<B: DetrBackend> DetrTraining<B> {
     /// The validation of one batch: loss components (normalised by the batch's boxes) and
     /// every query's post-processed detection.
     pub fn validate(
@@ -551,7 +551,7 @@ impl<B: Backend> DetrTraining<B> {
     }
 }
 
-impl<B: Backend> InferenceStep for DetrTraining<B> {
+impl<B: DetrBackend> InferenceStep for DetrTraining<B> {
     type Input = StepBatch<B>;
     type Output = ValidItem;
 

@@ -33,6 +33,7 @@ use burn::train::{
 };
 use datasets::coco_eval::CocoEvaluator;
 use datasets::CocoFile;
+use detr_model::DetrAutodiffBackend;
 use detr_model::{Detr, DetrConfig};
 
 use crate::checkpoint::{self, TrainState};
@@ -106,7 +107,7 @@ impl<B: AutodiffBackend> Default for Outcome<B> {
 
 type Processor<B> = SupervisedTrainingEventProcessor<DetrComponents<B>>;
 
-impl<B: AutodiffBackend> DetrStrategy<B> {
+impl<B: DetrAutodiffBackend> DetrStrategy<B> {
     /// This process writes the run's files (rank 0, or the only process).
     fn writes(&self) -> bool {
         self.group.as_ref().is_none_or(|g| g.rank() == 0)
@@ -468,7 +469,7 @@ impl<B: AutodiffBackend> DetrStrategy<B> {
     }
 }
 
-impl<B: AutodiffBackend> SupervisedLearningStrategy<DetrComponents<B>> for DetrStrategy<B> {
+impl<B: DetrAutodiffBackend> SupervisedLearningStrategy<DetrComponents<B>> for DetrStrategy<B> {
     fn fit(
         &self,
         components: TrainingComponents<DetrComponents<B>>,

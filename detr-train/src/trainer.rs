@@ -13,6 +13,7 @@ use datasets::coco_eval::CocoEvaluator;
 use datasets::results::ScoredBoxes;
 use datasets::DetrBatch;
 use detr_model::Detr;
+use detr_model::DetrAutodiffBackend;
 
 pub use crate::checkpoint::TrainState;
 use crate::config::TrainConfig;
@@ -119,7 +120,7 @@ pub struct Trainer<B: AutodiffBackend> {
     pub devices: Vec<B::Device>,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: DetrAutodiffBackend> Trainer<B> {
     /// A trainer for `model` (already initialised or loaded) with `config`'s recipe.
     pub fn new(config: TrainConfig, model: Detr<B>, device: B::Device) -> Result<Self, TrainError> {
         config.validate()?;

@@ -3,9 +3,19 @@
 //! All four tensors are constants (never optimised, never updated):
 //! `y = x * scale + shift` with `scale = weight * rsqrt(running_var + 1e-5)` and
 //! `shift = bias - running_mean * scale`, as in the original.
+//!
+//! After a convolution (every use in a ResNet) the normalisation is folded into it
+//! ([`FrozenBatchNorm2d::forward_conv`]): one convolution with the weight scaled per output
+//! channel and `shift` as its bias. The activations then never pass through a separate
+//! per-channel multiply and add, whose `[1, C, 1, 1]` broadcast the CPU backends walk element
+//! by element (a fifth of the r50 training step before the fold, `docs/performance.md`), and
+//! the autodiff graph holds one node per convolution instead of three.
 
 use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
 use burn::tensor::{backend::Backend, Tensor};
+
+use crate::backend::{conv2d, symmetric_options, DetrBackend};
 
 /// The epsilon the original adds to the running variance.
 pub const FROZEN_BN_EPS: f64 = 1e-5;
@@ -38,9 +48,8 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
         }
     }
 
-    /// Applies the normalisation to `[B, C, H, W]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let c = self.weight.dims()[0];
+    /// The per-channel `(scale, shift)` this normalisation applies, each `[C]`.
+    pub fn scale_shift(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let scale = self.weight.val()
             * self
                 .running_var
@@ -49,6 +58,33 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
                 .sqrt()
                 .recip();
         let shift = self.bias.val() - self.running_mean.val() * scale.clone();
+        (scale, shift)
+    }
+
+    /// Applies the normalisation to `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let c = self.weight.dims()[0];
+        let (scale, shift) = self.scale_shift();
         x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
+    }
+}
+
+impl<B: DetrBackend> FrozenBatchNorm2d<B> {
+    /// `self.forward(conv.forward(x))` as one convolution: `conv`'s weight scaled by `scale`
+    /// per output channel, and `shift` (plus `conv`'s own bias, scaled) as the bias. The same
+    /// function up to float rounding, with the same gradients for `x` and `conv`'s weight.
+    pub fn forward_conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        // Every ResNet convolution has explicit symmetric padding; any other keeps two steps.
+        let Some(options) = symmetric_options(conv) else {
+            return self.forward(conv.forward(x));
+        };
+        let (scale, shift) = self.scale_shift();
+        let c = scale.dims()[0];
+        let weight = conv.weight.val() * scale.clone().reshape([c, 1, 1, 1]);
+        let bias = match &conv.bias {
+            Some(b) => b.val() * scale + shift,
+            None => shift,
+        };
+        conv2d(x, weight, Some(bias), options)
     }
 }

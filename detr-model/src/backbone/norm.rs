@@ -8,10 +8,12 @@
 //! size, which suits the small batches of detection.
 
 use burn::module::Module;
+use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::frozen_batch_norm::FrozenBatchNorm2d;
+use crate::backend::{conv_forward, DetrBackend};
 use crate::error::ModelError;
 
 /// Which normalisation a backbone uses. Serialised as `frozen` or `group` (`frozen_bn` and
@@ -102,6 +104,17 @@ impl<B: Backend> BackboneNorm<B> {
         match self {
             Self::Frozen(_) => BackboneNormKind::Frozen,
             Self::Group(_) => BackboneNormKind::Group,
+        }
+    }
+}
+
+impl<B: DetrBackend> BackboneNorm<B> {
+    /// Applies `conv`, then this normalisation, to `[B, C, H, W]`: FrozenBatchNorm2d folded
+    /// into the convolution ([`FrozenBatchNorm2d::forward_conv`]), GroupNorm after it.
+    pub fn forward_conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Frozen(bn) => bn.forward_conv(conv, x),
+            Self::Group(gn) => group_norm(gn, conv_forward(conv, x)),
         }
     }
 }

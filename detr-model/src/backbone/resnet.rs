@@ -10,6 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::norm::{BackboneNorm, BackboneNormKind};
+use crate::backend::DetrBackend;
 use crate::config::BackboneKind;
 
 /// The 1×1 convolution and normalisation on a block's shortcut when shapes change.
@@ -100,17 +101,19 @@ impl<B: Backend> Block<B> {
             }
         }
     }
+}
 
+impl<B: DetrBackend> Block<B> {
     /// Applies the block to `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward_conv(&d.conv, x.clone()),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
-        y = self.bn2.forward(self.conv2.forward(y));
+        let mut y = relu(self.bn1.forward_conv(&self.conv1, x));
+        y = self.bn2.forward_conv(&self.conv2, y);
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            y = bn3.forward(conv3.forward(relu(y)));
+            y = bn3.forward_conv(conv3, relu(y));
         }
         relu(y + identity)
     }
@@ -211,10 +214,12 @@ impl<B: Backend> ResNet<B> {
         self.layer1 = self.layer1.into_iter().map(|b| b.no_grad()).collect();
         self
     }
+}
 
+impl<B: DetrBackend> ResNet<B> {
     /// Returns `layer4`'s features `[B, C, H/32, W/32]` (H/16 with dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = relu(self.bn1.forward_conv(&self.conv1, x));
         x = self.maxpool.forward(x);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use datasets::DetectionTarget;
 use detr_model::weights::{load_checkpoint, LoadOptions, WeightFormat};
 use detr_model::{Detr, DetrConfig};
@@ -117,7 +116,7 @@ struct Trace {
     boxes: Vec<f32>,
 }
 
-fn train<B: AutodiffBackend>(device: &B::Device) -> Trace {
+fn train<B: detr_model::DetrAutodiffBackend>(device: &B::Device) -> Trace {
     let mut model = model::<B>(device);
     let (images, mask) = batch::<B>(device);
     let criterion = SetCriterionConfig::new(6).init().unwrap();

@@ -1,0 +1,332 @@
+//! The weight gradient of a 2-D convolution on the CPU as matrix products: for each image,
+//! `dW [O, C·kh·kw] += G [O, L] · cols(x)ᵀ [L, C·kh·kw]`, where `L` is the number of output
+//! positions and `cols(x)` the image's im2col matrix (the input itself for a 1×1 convolution
+//! with stride 1 and no padding). The products run on the `gemm` crate (the GEMM burn-flex
+//! uses), the im2col on rayon.
+//!
+//! The value of a convolution with few input channels is computed the same way
+//! ([`conv2d_value`]): `y [O, L] = W [O, C·kh·kw] · cols(x)` per image.
+//!
+//! Works on any backend through host memory (`into_data` / `from_data`), which on the CPU
+//! backends is one copy of the input, the output gradient and the result. Float32 with
+//! `groups == 1` only: anything else is Burn's own weight gradient.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+/// The weight gradient of `conv2d(x, weight, _, options)` given `output_grad`, computed by
+/// [`weight_grad_f32`] (Burn's `conv2d_weight_backward` for other dtypes or grouped
+/// convolutions).
+pub fn conv2d_weight_grad<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    use burn::tensor::TensorMetadata;
+    let supported = options.groups == 1
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && output_grad.dtype() == DType::F32;
+    if !supported {
+        return B::conv2d_weight_backward(x, weight, output_grad, options);
+    }
+    let device = B::float_device(&weight);
+    let w_shape = weight.shape();
+    let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    let g = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(output_grad));
+    let [n, c, h, w] = x.dims();
+    let [_, o, ho, wo] = g.dims();
+    let [_, _, kh, kw] = [w_shape[0], w_shape[1], w_shape[2], w_shape[3]];
+    let x = x.into_data();
+    let g = g.into_data();
+    let (Ok(xs), Ok(gs)) = (x.as_slice::<f32>(), g.as_slice::<f32>()) else {
+        unreachable!("float32 tensors read back as float32")
+    };
+    let geometry = Geometry {
+        batch: n,
+        in_channels: c,
+        in_size: [h, w],
+        out_channels: o,
+        out_size: [ho, wo],
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding,
+        dilation: options.dilation,
+    };
+    let dw = weight_grad_f32(xs, gs, &geometry);
+    Tensor::<B, 4>::from_data(TensorData::new(dw, [o, c, kh, kw]), &device)
+        .into_primitive()
+        .tensor()
+}
+
+/// Input channels up to which [`conv2d_value`] computes the convolution itself: burn-flex walks
+/// convolutions with at most 4 input and 16 output channels with a direct loop, and its GEMM
+/// path packs a reduction only `C·kh·kw` long anyway.
+pub const FEW_INPUT_CHANNELS: usize = 4;
+
+/// The value of `conv2d(x, weight, bias, options)`: im2col and GEMM ([`conv_f32`]) for float32
+/// convolutions with at most [`FEW_INPUT_CHANNELS`] input channels and `groups == 1`, the
+/// backend's own `conv2d` otherwise.
+pub fn conv2d_value<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    use burn::tensor::TensorMetadata;
+    let w_shape = weight.shape();
+    let supported = options.groups == 1
+        && w_shape[1] <= FEW_INPUT_CHANNELS
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+    if !supported {
+        return B::conv2d(x, weight, bias, options);
+    }
+    let device = B::float_device(&weight);
+    let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    let [n, c, h, w] = x.dims();
+    let [o, _, kh, kw] = [w_shape[0], w_shape[1], w_shape[2], w_shape[3]];
+    let out = |i: usize| {
+        let size = [h, w][i] + 2 * options.padding[i];
+        let span = options.dilation[i] * ([kh, kw][i] - 1) + 1;
+        if size < span {
+            0
+        } else {
+            (size - span) / options.stride[i] + 1
+        }
+    };
+    let [ho, wo] = [out(0), out(1)];
+    let x = x.into_data();
+    let weight = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(weight)).into_data();
+    let bias = bias.map(|b| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(b)).into_data());
+    let (Ok(xs), Ok(ws)) = (x.as_slice::<f32>(), weight.as_slice::<f32>()) else {
+        unreachable!("float32 tensors read back as float32")
+    };
+    let bs = bias
+        .as_ref()
+        .map(|b| b.as_slice::<f32>().expect("float32 bias"));
+    let geometry = Geometry {
+        batch: n,
+        in_channels: c,
+        in_size: [h, w],
+        out_channels: o,
+        out_size: [ho, wo],
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding,
+        dilation: options.dilation,
+    };
+    let y = conv_f32(xs, ws, bs, &geometry);
+    Tensor::<B, 4>::from_data(TensorData::new(y, [n, o, ho, wo]), &device)
+        .into_primitive()
+        .tensor()
+}
+
+/// `y [N, O, Ho, Wo]` from `x [N, C, H, W]`, `w [O, C, kh, kw]` and `bias [O]` (row-major).
+pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> Vec<f32> {
+    let [h, wi] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
+    let c = geo.in_channels;
+    let o = geo.out_channels;
+    let l = ho * wo;
+    let k = c * kh * kw;
+    let mut y = vec![0f32; geo.batch * o * l];
+    if l == 0 || o == 0 {
+        return y;
+    }
+    let pointwise = geo.is_pointwise();
+    let mut cols = if pointwise {
+        Vec::new()
+    } else {
+        vec![0f32; k * l]
+    };
+    for b in 0..geo.batch {
+        let xb = &x[b * c * h * wi..(b + 1) * c * h * wi];
+        let yb = &mut y[b * o * l..(b + 1) * o * l];
+        let rhs: &[f32] = if pointwise {
+            xb
+        } else {
+            im2col(xb, geo, &mut cols);
+            &cols
+        };
+        if let Some(bias) = bias {
+            for (row, &v) in yb.chunks_mut(l).zip(bias) {
+                row.fill(v);
+            }
+        }
+        if k == 0 {
+            continue;
+        }
+        // yb [o, l] (+)= w [o, k] · rhs [k, l], all row-major.
+        // SAFETY: yb is o×l with row stride l, w is o×k with row stride k, rhs is k×l with row
+        // stride l; they do not overlap.
+        unsafe {
+            gemm::gemm(
+                o,
+                l,
+                k,
+                yb.as_mut_ptr(),
+                1,
+                l as isize,
+                bias.is_some(),
+                w.as_ptr(),
+                1,
+                k as isize,
+                rhs.as_ptr(),
+                1,
+                l as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    y
+}
+
+/// The shapes and options of one convolution (`groups == 1`).
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input height and width.
+    pub in_size: [usize; 2],
+    /// Output channels.
+    pub out_channels: usize,
+    /// Output height and width.
+    pub out_size: [usize; 2],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Padding on each side.
+    pub padding: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+}
+
+impl Geometry {
+    /// Whether the im2col matrix of an image is the image itself.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+}
+
+/// `dW [O, C, kh, kw]` (row-major) from `x [N, C, H, W]` and `g [N, O, Ho, Wo]` (row-major).
+pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
+    let [h, w] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
+    let c = geo.in_channels;
+    let o = geo.out_channels;
+    let l = ho * wo;
+    let k = c * kh * kw;
+    let mut dw = vec![0f32; o * k];
+    if l == 0 || k == 0 || o == 0 {
+        return dw;
+    }
+    let pointwise = geo.is_pointwise();
+    let mut cols = if pointwise {
+        Vec::new()
+    } else {
+        vec![0f32; k * l]
+    };
+    for b in 0..geo.batch {
+        let xb = &x[b * c * h * w..(b + 1) * c * h * w];
+        let gb = &g[b * o * l..(b + 1) * o * l];
+        let rhs: &[f32] = if pointwise {
+            xb
+        } else {
+            im2col(xb, geo, &mut cols);
+            &cols
+        };
+        // dw [o, k] (+)= gb [o, l] · rhsᵀ, rhs being [k, l] row-major.
+        // SAFETY: every pointer covers its matrix: dw is o×k with row stride k, gb is o×l with
+        // row stride l, rhs is k×l with row stride l (read as its l×k transpose); the three
+        // do not overlap.
+        unsafe {
+            gemm::gemm(
+                o,
+                k,
+                l,
+                dw.as_mut_ptr(),
+                1,
+                k as isize,
+                b > 0,
+                gb.as_ptr(),
+                1,
+                l as isize,
+                rhs.as_ptr(),
+                l as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+    dw
+}
+
+/// Fills `cols [C·kh·kw, Ho·Wo]` with one image's im2col matrix: row `(ci, i, j)` holds the
+/// input value under kernel position `(i, j)` for every output position (0 in the padding).
+fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
+    let [h, w] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
+    let [sh, sw] = geo.stride;
+    let [ph, pw] = geo.padding;
+    let [dh, dwl] = geo.dilation;
+    let l = ho * wo;
+    cols.par_chunks_mut(l).enumerate().for_each(|(row, out)| {
+        let ci = row / (kh * kw);
+        let i = (row / kw) % kh;
+        let j = row % kw;
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        // Output columns whose input column lies inside the image: ow·sw + j·dw − pw ∈ [0, w).
+        let offset = (j * dwl) as isize - pw as isize;
+        let first = if offset >= 0 {
+            0
+        } else {
+            ((-offset) as usize).div_ceil(sw)
+        };
+        let end = if (w as isize) > offset {
+            (((w as isize - offset) as usize).div_ceil(sw)).min(wo)
+        } else {
+            0
+        };
+        for oh in 0..ho {
+            let dst = &mut out[oh * wo..(oh + 1) * wo];
+            let ih = (oh * sh + i * dh) as isize - ph as isize;
+            if ih < 0 || ih >= h as isize || first >= end {
+                dst.fill(0.0);
+                continue;
+            }
+            let src = &plane[ih as usize * w..(ih as usize + 1) * w];
+            dst[..first].fill(0.0);
+            dst[end..].fill(0.0);
+            let start = (first * sw) as isize + offset;
+            if sw == 1 {
+                let start = start as usize;
+                dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
+            } else {
+                for (t, d) in dst[first..end].iter_mut().enumerate() {
+                    *d = src[start as usize + t * sw];
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,175 @@
+//! What DETR asks of a Burn backend beyond [`Backend`]: a backend extension (Burn's mechanism
+//! for custom operations) for the backbone's convolutions.
+//!
+//! Burn computes the weight gradient of a convolution as another convolution whose input
+//! channels are the batch's images and whose kernel is as large as the feature map. On the CPU
+//! backends (flex, ndarray) that convolution reduces to matrix-vector products (one output
+//! column per kernel position, one per input channel for a 1×1 convolution): memory-bound where
+//! it should be one matrix product. [`DetrBackend::conv2d_weight_grad`] lets a backend compute
+//! it its own way; the CPU backends use [`cpu_conv`] (im2col and one GEMM per image), the GPU
+//! backends keep Burn's kernels. The CPU backends also take the value of a convolution with at
+//! most four input channels (the stem, on RGB images) from [`cpu_conv`]: burn-flex computes
+//! those with a direct loop that took a quarter of the `tiny` training step. [`conv2d`] is the convolution the model calls: on
+//! `Autodiff<B>` it records its own backward node ([`autodiff`]) that takes the input gradient
+//! from Burn (`conv2d_x_backward`) and the weight gradient from `B::conv2d_weight_grad`.
+//!
+//! The model is written once against [`DetrBackend`]; implementations exist for flex, ndarray,
+//! wgpu and cuda (with the crate features of the same names) and for `Autodiff` over any of
+//! them.
+
+pub mod autodiff;
+pub mod cpu_conv;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// A [`Backend`] with the operations DETR's model needs beyond Burn's.
+pub trait DetrBackend: Backend {
+    /// The gradient of `conv2d(x, weight, _, options)` with respect to `weight`, given the
+    /// gradient of its output. Burn's formulation unless the backend has a better one.
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
+    fn conv2d_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, bias, options)
+    }
+
+    /// A 2-D convolution: [`DetrBackend::conv2d_value`], and under autodiff a node whose
+    /// weight gradient is [`DetrBackend::conv2d_weight_grad`] of the inner backend.
+    fn detr_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_value(x, weight, bias, options)
+    }
+}
+
+impl DetrBackend for burn::backend::Flex {
+    fn conv2d_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+    }
+
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
+    }
+}
+
+impl DetrBackend for burn::backend::NdArray {
+    fn conv2d_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+    }
+
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
+    }
+}
+
+/// wgpu with Burn's fusion (what `burn::backend::Wgpu` is in these builds): Burn's kernels.
+#[cfg(feature = "wgpu")]
+impl DetrBackend for burn::backend::Wgpu {}
+
+/// wgpu without fusion: Burn's kernels.
+#[cfg(feature = "wgpu")]
+impl DetrBackend
+    for burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>
+{
+}
+
+/// cuda with Burn's fusion: Burn's kernels.
+#[cfg(feature = "cuda")]
+impl DetrBackend for burn::backend::Cuda {}
+
+/// The convolution of `x` `[B, C, H, W]` by `weight` `[O, C, kh, kw]` (plus `bias` `[O]`)
+/// through [`DetrBackend::detr_conv2d`]; same arguments as `burn::tensor::module::conv2d` with
+/// symmetric padding.
+pub fn conv2d<B: DetrBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::detr_conv2d(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        options,
+    )))
+}
+
+/// The convolution options of `conv` when its padding is explicit and symmetric (every ResNet
+/// convolution); `None` for any other padding.
+pub fn symmetric_options<B: Backend>(conv: &Conv2d<B>) -> Option<ConvOptions<2>> {
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some(ConvOptions::new(
+                conv.stride,
+                [top, left],
+                conv.dilation,
+                conv.groups,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `conv.forward(x)` through [`conv2d`] (Burn's `Conv2d::forward` when the padding is not
+/// explicit and symmetric).
+pub fn conv_forward<B: DetrBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    match symmetric_options(conv) {
+        Some(options) => conv2d(
+            x,
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            options,
+        ),
+        None => conv.forward(x),
+    }
+}
+
+/// An autodiff backend whose inner backend is a [`DetrBackend`] too: what training needs
+/// (the model's forward on the autodiff backend, validation on the inner one).
+pub trait DetrAutodiffBackend: AutodiffBackend<InnerBackend: DetrBackend> + DetrBackend {}
+
+impl<B> DetrAutodiffBackend for B
+where
+    B: AutodiffBackend + DetrBackend,
+    B::InnerBackend: DetrBackend,
+{
+}
