@@ -45,17 +45,7 @@ pub fn conv2d_weight_grad<B: Backend>(
     let (Ok(xs), Ok(gs)) = (x.as_slice::<f32>(), g.as_slice::<f32>()) else {
         unreachable!("float32 tensors read back as float32")
     };
-    let geometry = Geometry {
-        batch: n,
-        in_channels: c,
-        in_size: [h, w],
-        out_channels: o,
-        out_size: [ho, wo],
-        kernel: [kh, kw],
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
+    let geometry = Geometry::new([n, c, h, w], [o, kh, kw], [ho, wo], &options);
     let dw = weight_grad_f32(xs, gs, &geometry);
     Tensor::<B, 4>::from_data(TensorData::new(dw, [o, c, kh, kw]), &device)
         .into_primitive()
@@ -109,17 +99,7 @@ pub fn conv2d_value<B: Backend>(
     let bs = bias
         .as_ref()
         .map(|b| b.as_slice::<f32>().expect("float32 bias"));
-    let geometry = Geometry {
-        batch: n,
-        in_channels: c,
-        in_size: [h, w],
-        out_channels: o,
-        out_size: [ho, wo],
-        kernel: [kh, kw],
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
+    let geometry = Geometry::new([n, c, h, w], [o, kh, kw], [ho, wo], &options);
     let y = conv_f32(xs, ws, bs, &geometry);
     Tensor::<B, 4>::from_data(TensorData::new(y, [n, o, ho, wo]), &device)
         .into_primitive()
@@ -216,6 +196,27 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a convolution of an input `[N, C, H, W]` by `O` kernels of `kh × kw`
+    /// giving `Ho × Wo` outputs, with `options`' stride, padding and dilation.
+    fn new(
+        [batch, in_channels, h, w]: [usize; 4],
+        [out_channels, kh, kw]: [usize; 3],
+        out_size: [usize; 2],
+        options: &ConvOptions<2>,
+    ) -> Self {
+        Self {
+            batch,
+            in_channels,
+            in_size: [h, w],
+            out_channels,
+            out_size,
+            kernel: [kh, kw],
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+        }
+    }
+
     /// Whether the im2col matrix of an image is the image itself.
     fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]

@@ -61,45 +61,34 @@ pub trait DetrBackend: Backend {
     }
 }
 
-impl DetrBackend for burn::backend::Flex {
-    fn conv2d_value(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: Option<FloatTensor<Self>>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
-    }
+/// The CPU backends: convolutions with few input channels and every weight gradient through
+/// [`cpu_conv`].
+macro_rules! cpu_detr_backend {
+    ($backend:ty) => {
+        impl DetrBackend for $backend {
+            fn conv2d_value(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: Option<FloatTensor<Self>>,
+                options: ConvOptions<2>,
+            ) -> FloatTensor<Self> {
+                cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+            }
 
-    fn conv2d_weight_grad(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
-    }
+            fn conv2d_weight_grad(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                output_grad: FloatTensor<Self>,
+                options: ConvOptions<2>,
+            ) -> FloatTensor<Self> {
+                cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
+            }
+        }
+    };
 }
 
-impl DetrBackend for burn::backend::NdArray {
-    fn conv2d_value(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: Option<FloatTensor<Self>>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
-    }
-
-    fn conv2d_weight_grad(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
-    }
-}
+cpu_detr_backend!(burn::backend::Flex);
+cpu_detr_backend!(burn::backend::NdArray);
 
 /// wgpu with Burn's fusion (what `burn::backend::Wgpu` is in these builds): Burn's kernels.
 #[cfg(feature = "wgpu")]
