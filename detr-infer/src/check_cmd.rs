@@ -30,11 +30,11 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = ImageCheck::Header)]
     pub image_check: ImageCheck,
     /// The model's number of queries, compared with the largest number of boxes in an image.
-    #[arg(long, default_value_t = 100, value_parser = crate::predict_cmd::at_least_one)]
+    #[arg(long, default_value_t = 100, value_parser = super::predict_cmd::at_least_one)]
     pub num_queries: usize,
     /// Training batch size: a split with fewer images gives no training step (the last,
     /// incomplete batch is dropped), which is reported.
-    #[arg(long, default_value_t = 2, value_parser = crate::predict_cmd::at_least_one)]
+    #[arg(long, default_value_t = 2, value_parser = super::predict_cmd::at_least_one)]
     pub batch_size: usize,
     /// Problems to print per split (all are counted).
     #[arg(long, default_value_t = 20)]

@@ -12,7 +12,7 @@ use datasets::results::write_results;
 use detr_infer::backend::{run_on, BackendTask};
 use detr_infer::evaluate::{evaluate_coco, EvaluateOptions, EvaluateReport};
 
-use crate::predict_cmd::ModelArgs;
+use super::predict_cmd::ModelArgs;
 
 /// Arguments of `detr-infer evaluate`.
 #[derive(Debug, Args)]
@@ -32,10 +32,10 @@ pub struct EvaluateArgs {
     pub layout: Option<Layout>,
     /// Images per forward pass. 1 (the default) avoids padding between images, which
     /// changes DETR's outputs and so its AP slightly.
-    #[arg(long, default_value_t = 1, value_parser = crate::predict_cmd::at_least_one)]
+    #[arg(long, default_value_t = 1, value_parser = super::predict_cmd::at_least_one)]
     pub batch_size: usize,
     /// Evaluate only the first N images of the split.
-    #[arg(long, value_parser = crate::predict_cmd::at_least_one)]
+    #[arg(long, value_parser = super::predict_cmd::at_least_one)]
     pub limit: Option<usize>,
     /// Also write the detections (COCO results format) to this file.
     #[arg(long, value_name = "FILE")]

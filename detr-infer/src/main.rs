@@ -32,6 +32,16 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    cli(std::env::args_os())
+}
+
+/// The whole command on `args` (the program name first): gpu-tests includes this file and
+/// runs the binary's code on its arguments.
+pub(crate) fn cli<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -39,7 +49,7 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     match cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),

@@ -25,6 +25,16 @@ impl BackendTask for Train {
 }
 
 fn main() -> Result<()> {
+    cli(std::env::args_os())
+}
+
+/// The whole command on `args` (the program name first): gpu-tests includes this file and
+/// runs the binary's code on its arguments.
+pub(crate) fn cli<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     use std::io::IsTerminal;
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_default_env()
@@ -37,7 +47,7 @@ fn main() -> Result<()> {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("JSON or TOML file of options (command-line options override it)"),
         )
-        .get_matches();
+        .get_matches_from(args);
     let file = match matches.get_one::<PathBuf>("config") {
         Some(path) => FileOptions::read(path)?,
         None => FileOptions::default(),

@@ -18,9 +18,10 @@ use datasets::DetectionTarget;
 use detr_train::{SetCriterionConfig, TargetBatch};
 use safetensors::{Dtype, SafeTensors};
 
+/// Named from the workspace so that gpu-tests can include this file.
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/criterion/criterion.safetensors"
+    "/../detr-train/tests/fixtures/criterion/criterion.safetensors"
 );
 
 struct Case {

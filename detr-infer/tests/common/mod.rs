@@ -12,7 +12,8 @@ pub fn model_fixtures() -> PathBuf {
 
 /// detr-infer's fixtures.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    // Named from the workspace (not `tests/fixtures`) so that gpu-tests can include this file.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../detr-infer/tests/fixtures")
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use burn::tensor::{backend::Backend, Bool, Tensor, TensorData};
 
-/// The folder of committed fixtures.
+/// The folder of committed fixtures (named from the workspace so that gpu-tests can include
+/// this file).
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../detr-model/tests/fixtures")
 }
 
 /// A tensor of a fixture file, as raw data (f32 or u8).

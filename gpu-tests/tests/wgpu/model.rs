@@ -1,13 +1,5 @@
-//! Every wgpu test of detr-model in one test binary (`--features wgpu`; CI runs it on Mesa's
-//! llvmpipe): the forward parity against PyTorch on both tiny fixtures (`parity.rs`, same
-//! tolerance as flex; the R50/DC5 one ignored as a known llvmpipe failure) and 1×1
-//! convolutions against flex.
-//! Run: `cargo test -p detr-model --features wgpu --test wgpu -- wgpu --test-threads=1` (the
-//! filter skips the flex cases `parity` brings).
-#![cfg(feature = "wgpu")]
-
-#[path = "parity.rs"]
-mod parity;
+//! detr-model on burn-wgpu: 1×1 convolutions against flex, and the backbone block by block
+//! (the forward parity against PyTorch is `parity.rs`'s `wgpu_*` tests, included beside).
 
 /// burn-cubecl 0.21's 1×1 stride-1 convolution on llvmpipe gives wrong results for some
 /// narrow shapes (first seen in tiny_r50dc5's `layer1`: 8 input channels at 32×40 pixels, 16
@@ -117,7 +109,7 @@ mod backbone_blocks {
     use detr_model::weights::{load_checkpoint, LoadOptions, WeightFormat};
     use detr_model::{Detr, DetrConfig};
 
-    use super::parity::common::*;
+    use crate::model_parity::common::*;
 
     fn load<B: Backend>(name: &str, device: &B::Device) -> Detr<B> {
         let cfg = DetrConfig::from_json_file(&fixtures().join(format!("{name}.json"))).unwrap();
