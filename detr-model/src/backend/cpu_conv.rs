@@ -52,6 +52,40 @@ pub fn conv2d_weight_grad<B: Backend>(
         .tensor()
 }
 
+/// The input gradient of `conv2d(x, weight, _, options)` given `output_grad`, computed by
+/// [`input_grad_f32`] (Burn's `conv2d_x_backward` for other dtypes or grouped convolutions).
+/// Only `x`'s shape is used.
+pub fn conv2d_input_grad<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    use burn::tensor::TensorMetadata;
+    let supported =
+        options.groups == 1 && weight.dtype() == DType::F32 && output_grad.dtype() == DType::F32;
+    if !supported {
+        return B::conv2d_x_backward(x, weight, output_grad, options);
+    }
+    let device = B::float_device(&weight);
+    let x_shape = x.shape();
+    let [n, c, h, w] = [x_shape[0], x_shape[1], x_shape[2], x_shape[3]];
+    let weight = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(weight));
+    let g = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(output_grad));
+    let [o, _, kh, kw] = weight.dims();
+    let [_, _, ho, wo] = g.dims();
+    let weight = weight.into_data();
+    let g = g.into_data();
+    let (Ok(ws), Ok(gs)) = (weight.as_slice::<f32>(), g.as_slice::<f32>()) else {
+        unreachable!("float32 tensors read back as float32")
+    };
+    let geometry = Geometry::new([n, c, h, w], [o, kh, kw], [ho, wo], &options);
+    let dx = input_grad_f32(ws, gs, &geometry);
+    Tensor::<B, 4>::from_data(TensorData::new(dx, [n, c, h, w]), &device)
+        .into_primitive()
+        .tensor()
+}
+
 /// Input channels up to which [`conv2d_value`] computes the convolution itself: burn-flex walks
 /// convolutions with at most 4 input and 16 output channels with a direct loop, and its GEMM
 /// path packs a reduction only `C·kh·kw` long anyway.
@@ -282,6 +316,134 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     dw
 }
 
+/// `dx [N, C, H, W]` (row-major) from `w [O, C, kh, kw]` and `g [N, O, Ho, Wo]` (row-major):
+/// per image `cols [C·kh·kw, Ho·Wo] = wᵀ · g`, scattered back onto the image by [`col2im`]
+/// (for a 1×1 convolution with stride 1 and no padding the product is the gradient itself).
+pub fn input_grad_f32(w: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
+    let [h, wi] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
+    let c = geo.in_channels;
+    let o = geo.out_channels;
+    let l = ho * wo;
+    let k = c * kh * kw;
+    let mut dx = vec![0f32; geo.batch * c * h * wi];
+    if l == 0 || k == 0 || o == 0 {
+        return dx;
+    }
+    let pointwise = geo.is_pointwise();
+    let mut cols = if pointwise {
+        Vec::new()
+    } else {
+        vec![0f32; k * l]
+    };
+    for b in 0..geo.batch {
+        let gb = &g[b * o * l..(b + 1) * o * l];
+        let dxb = &mut dx[b * c * h * wi..(b + 1) * c * h * wi];
+        let dst: &mut [f32] = if pointwise { dxb } else { &mut cols };
+        // dst [k, l] = wᵀ · gb, w being [o, k] row-major (read as its k×o transpose).
+        // SAFETY: dst is k×l with row stride l, w is o×k with row stride k (read with row
+        // stride 1 and column stride k), gb is o×l with row stride l; they do not overlap.
+        unsafe {
+            gemm::gemm(
+                k,
+                l,
+                o,
+                dst.as_mut_ptr(),
+                1,
+                l as isize,
+                false,
+                w.as_ptr(),
+                k as isize,
+                1,
+                gb.as_ptr(),
+                1,
+                l as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+        if !pointwise {
+            col2im(&cols, geo, &mut dx[b * c * h * wi..(b + 1) * c * h * wi]);
+        }
+    }
+    dx
+}
+
+/// The adjoint of [`im2col`]: adds every entry of `cols [C·kh·kw, Ho·Wo]` onto the input value
+/// it was read from (`x [C, H, W]`, which must start at zero); padding entries are dropped.
+fn col2im(cols: &[f32], geo: &Geometry, x: &mut [f32]) {
+    let [h, w] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
+    let [sh, sw] = geo.stride;
+    let [ph, pw] = geo.padding;
+    let [dh, dwl] = geo.dilation;
+    let l = ho * wo;
+    // One channel per task at least: a channel's plane receives only its own kh·kw rows.
+    x.par_chunks_mut(h * w)
+        .with_min_len(rows_per_task(kh * kw * l))
+        .enumerate()
+        .for_each(|(ci, plane)| {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = (ci * kh + i) * kw + j;
+                    let src = &cols[row * l..(row + 1) * l];
+                    let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
+                    if first >= end {
+                        continue;
+                    }
+                    for oh in 0..ho {
+                        let ih = (oh * sh + i * dh) as isize - ph as isize;
+                        if ih < 0 || ih >= h as isize {
+                            continue;
+                        }
+                        let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
+                        let from = &src[oh * wo + first..oh * wo + end];
+                        let start = ((first * sw) as isize + offset) as usize;
+                        if sw == 1 {
+                            for (d, v) in dst[start..start + (end - first)].iter_mut().zip(from) {
+                                *d += v;
+                            }
+                        } else {
+                            for (d, v) in dst[start..].iter_mut().step_by(sw).zip(from) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Rows of `len` values each handed to one rayon task at least: small feature maps are copied
+/// in tasks of a few thousand values, not one task per row.
+fn rows_per_task(len: usize) -> usize {
+    const VALUES_PER_TASK: usize = 4096;
+    (VALUES_PER_TASK / len.max(1)).max(1)
+}
+
+/// The output columns `first..end` whose input column `ow·sw + tap − pad` lies inside `[0, w)`
+/// (for a kernel column at `tap` = `j·dilation`), and the offset `tap − pad`.
+fn column_range(w: usize, wo: usize, sw: usize, tap: usize, pad: usize) -> (usize, usize, isize) {
+    let offset = tap as isize - pad as isize;
+    let first = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(sw)
+    };
+    let end = if (w as isize) > offset {
+        (((w as isize - offset) as usize).div_ceil(sw)).min(wo)
+    } else {
+        0
+    };
+    (first.min(end), end, offset)
+}
+
 /// Fills `cols [C·kh·kw, Ho·Wo]` with one image's im2col matrix: row `(ci, i, j)` holds the
 /// input value under kernel position `(i, j)` for every output position (0 in the padding).
 fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
@@ -292,42 +454,36 @@ fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
     let [ph, pw] = geo.padding;
     let [dh, dwl] = geo.dilation;
     let l = ho * wo;
-    cols.par_chunks_mut(l).enumerate().for_each(|(row, out)| {
-        let ci = row / (kh * kw);
-        let i = (row / kw) % kh;
-        let j = row % kw;
-        let plane = &x[ci * h * w..(ci + 1) * h * w];
-        // Output columns whose input column lies inside the image: ow·sw + j·dw − pw ∈ [0, w).
-        let offset = (j * dwl) as isize - pw as isize;
-        let first = if offset >= 0 {
-            0
-        } else {
-            ((-offset) as usize).div_ceil(sw)
-        };
-        let end = if (w as isize) > offset {
-            (((w as isize - offset) as usize).div_ceil(sw)).min(wo)
-        } else {
-            0
-        };
-        for oh in 0..ho {
-            let dst = &mut out[oh * wo..(oh + 1) * wo];
-            let ih = (oh * sh + i * dh) as isize - ph as isize;
-            if ih < 0 || ih >= h as isize || first >= end {
-                dst.fill(0.0);
-                continue;
-            }
-            let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-            dst[..first].fill(0.0);
-            dst[end..].fill(0.0);
-            let start = (first * sw) as isize + offset;
-            if sw == 1 {
-                let start = start as usize;
-                dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
-            } else {
-                for (t, d) in dst[first..end].iter_mut().enumerate() {
-                    *d = src[start as usize + t * sw];
+    cols.par_chunks_mut(l)
+        .with_min_len(rows_per_task(l))
+        .enumerate()
+        .for_each(|(row, out)| {
+            let ci = row / (kh * kw);
+            let i = (row / kw) % kh;
+            let j = row % kw;
+            let plane = &x[ci * h * w..(ci + 1) * h * w];
+            // Output columns whose input column lies inside the image: ow·sw + j·dw − pw ∈ [0, w).
+            let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
+            for oh in 0..ho {
+                let dst = &mut out[oh * wo..(oh + 1) * wo];
+                let ih = (oh * sh + i * dh) as isize - ph as isize;
+                if ih < 0 || ih >= h as isize || first >= end {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let src = &plane[ih as usize * w..(ih as usize + 1) * w];
+                dst[..first].fill(0.0);
+                dst[end..].fill(0.0);
+                let start = (first * sw) as isize + offset;
+                if sw == 1 {
+                    let start = start as usize;
+                    dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
+                } else {
+                    let from = src[start as usize..].iter().step_by(sw);
+                    for (d, v) in dst[first..end].iter_mut().zip(from) {
+                        *d = *v;
+                    }
                 }
             }
-        }
-    });
+        });
 }
