@@ -91,6 +91,10 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronise the GPU)")
+    ap.add_argument("--queries", type=int, default=None,
+                    help="number of queries (default: the preset's); as the Rust benchmark's --queries")
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="dropout (default: the preset's, 0.1); as the Rust benchmark's --dropout")
     args = ap.parse_args()
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
@@ -103,6 +107,10 @@ def main():
     torch.manual_seed(0)
     cfg = dict(TINY if args.preset == "tiny" else PRESETS["r50"])
     cfg["num_classes"] = 91
+    if args.queries is not None:
+        cfg["num_queries"] = args.queries
+    if args.dropout is not None:
+        cfg["dropout"] = args.dropout
     model = DETR(cfg)
     if args.preset == "tiny":
         to_group_norm(model.backbone)

@@ -1,7 +1,6 @@
-//! [`DetrBackend`] on `Autodiff<B>`: the convolution as one autodiff node whose weight and input
-//! gradients are the inner backend's [`DetrBackend::conv2d_weight_grad`] and
-//! [`DetrBackend::conv2d_input_grad`]; the bias gradient is Burn's (`conv2d_bias_backward`), as
-//! in Burn's own convolution node.
+//! [`DetrBackend`] on `Autodiff<B>`: the convolution as one autodiff node whose weight gradient
+//! is the inner backend's [`DetrBackend::conv2d_weight_grad`]; the input and bias gradients are
+//! Burn's (`conv2d_x_backward`, `conv2d_bias_backward`), as in Burn's own convolution node.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -31,7 +30,7 @@ fn input_and_weight_grads<B: DetrBackend>(
     grads: &mut Gradients,
 ) {
     if let Some(id) = node_x {
-        let gx = B::conv2d_input_grad(x.clone(), weight.clone(), grad.clone(), options.clone());
+        let gx = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
         grads.register::<B>(id, gx);
     }
     if let Some(id) = node_weight {

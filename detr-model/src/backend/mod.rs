@@ -10,10 +10,8 @@
 //! backends keep Burn's kernels. The CPU backends also take the value of a convolution with at
 //! most four input channels (the stem, on RGB images) from [`cpu_conv`]: burn-flex computes
 //! those with a direct loop that took a quarter of the `tiny` training step. [`conv2d`] is the convolution the model calls: on
-//! `Autodiff<B>` it records its own backward node ([`autodiff`]) that takes the weight and input
-//! gradients from `B::conv2d_weight_grad` and `B::conv2d_input_grad`. Burn's input gradient is a
-//! transposed convolution; on the CPU backends [`cpu_conv`] computes it as one GEMM per image
-//! (`wᵀ · g`) and a col2im.
+//! `Autodiff<B>` it records its own backward node ([`autodiff`]) that takes the input gradient
+//! from Burn (`conv2d_x_backward`) and the weight gradient from `B::conv2d_weight_grad`.
 //!
 //! The model is written once against [`DetrBackend`]; implementations exist for flex, ndarray,
 //! wgpu and cuda (with the crate features of the same names) and for `Autodiff` over any of
@@ -41,17 +39,6 @@ pub trait DetrBackend: Backend {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
 
-    /// The gradient of `conv2d(x, weight, _, options)` with respect to `x`, given the gradient
-    /// of its output. Burn's formulation unless the backend has a better one.
-    fn conv2d_input_grad(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d_x_backward(x, weight, output_grad, options)
-    }
-
     /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
     fn conv2d_value(
         x: FloatTensor<Self>,
@@ -74,8 +61,8 @@ pub trait DetrBackend: Backend {
     }
 }
 
-/// The CPU backends: convolutions with few input channels and every weight and input gradient
-/// through [`cpu_conv`].
+/// The CPU backends: convolutions with few input channels and every weight gradient through
+/// [`cpu_conv`].
 macro_rules! cpu_detr_backend {
     ($backend:ty) => {
         impl DetrBackend for $backend {
@@ -95,15 +82,6 @@ macro_rules! cpu_detr_backend {
                 options: ConvOptions<2>,
             ) -> FloatTensor<Self> {
                 cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
-            }
-
-            fn conv2d_input_grad(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                output_grad: FloatTensor<Self>,
-                options: ConvOptions<2>,
-            ) -> FloatTensor<Self> {
-                cpu_conv::conv2d_input_grad::<Self>(x, weight, output_grad, options)
             }
         }
     };
