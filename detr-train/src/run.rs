@@ -1,5 +1,6 @@
-//! A whole run: data (generating the synthetic set when needed), model (fresh, pretrained or
-//! resumed), the epochs with validation, checkpoints, `log.txt`, curves and pictures.
+//! A whole run: data ([`crate::splits`]), model (fresh, pretrained or resumed), the epochs
+//! with validation on Burn's `Learner`, checkpoints, pictures, and the reports of
+//! [`crate::history`] (`log.txt`, curves, `eval.json`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -11,26 +12,26 @@ use burn::prelude::*;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining, TrainingStrategy};
 use datasets::loader::{DetrDataLoader, LoaderConfig, Shard};
-use datasets::{CocoFile, CocoSplit, Layout, OpenOptions};
+use datasets::CocoSplit;
 use detr_model::weights::{load_checkpoint, LoadOptions, LoadReport, WeightFormat};
 use detr_model::Detr;
 use detr_model::{DetrAutodiffBackend, DetrBackend};
-use serde_json::json;
 
 use crate::checkpoint::{self, TrainState};
-use crate::config::{DatasetKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::distributed::ProcessGroup;
 use crate::ema::ModelEma;
 use crate::error::TrainError;
+use crate::history::{eval_json, print_eval};
 use crate::loader::StepLoader;
 use crate::metrics::{CocoMetric, ComponentMetric};
 use crate::official_checkpoint::{is_pytorch_file, official_epoch, official_optimizer};
 use crate::optim::DetrOptimizer;
 use crate::renderer::QuietRenderer;
 use crate::schedule::{StepLr, StepLrScheduler};
+use crate::splits::{ensure_synthetic, open_splits};
 use crate::step::DetrTraining;
 use crate::strategy::{DetrStrategy, Outcome};
-use crate::trainer::{Averages, EvalResult};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -43,80 +44,6 @@ pub struct RunSummary {
     pub seconds: f64,
     /// The output folder.
     pub output_dir: PathBuf,
-}
-
-/// The train and validation splits of the configured dataset.
-pub struct Splits {
-    /// Training split (augmentation pipeline); not opened by `--eval`.
-    pub train: Option<CocoSplit>,
-    /// Validation split (validation pipeline).
-    pub val: CocoSplit,
-    /// The validation annotations (ground truth of the COCO evaluation).
-    pub val_coco: CocoFile,
-}
-
-fn split_names(cfg: &TrainConfig) -> (String, String) {
-    datasets::train_val_splits(
-        &cfg.data.coco_path,
-        cfg.data.train_split.as_deref(),
-        cfg.data.val_split.as_deref(),
-    )
-}
-
-/// Generates the synthetic dataset at `coco_path` when its annotation files are absent.
-pub fn ensure_synthetic(cfg: &TrainConfig) -> Result<(), TrainError> {
-    if cfg.data.dataset_file != DatasetKind::Synthetic {
-        return Ok(());
-    }
-    let (train, val) = split_names(cfg);
-    let present = [&train, &val]
-        .iter()
-        .all(|s| Layout::detect(&cfg.data.coco_path, s).is_ok());
-    if present {
-        return Ok(());
-    }
-    let mut opts = cfg.data.synthetic.options();
-    opts.train_split = Some(train);
-    opts.val_split = Some(val);
-    tracing::info!(
-        "generating the synthetic dataset in {} ({} train, {} val images)",
-        cfg.data.coco_path.display(),
-        opts.train_images,
-        opts.val_images
-    );
-    datasets::generate(&cfg.data.coco_path, &opts)?;
-    Ok(())
-}
-
-/// Opens the configured dataset's splits.
-pub fn open_splits(cfg: &TrainConfig) -> Result<Splits, TrainError> {
-    ensure_synthetic(cfg)?;
-    let (train_split, val_split) = split_names(cfg);
-    let tc = cfg.transforms();
-    let opts = OpenOptions {
-        seed: cfg.run.seed,
-        ..OpenOptions::default()
-    };
-    let train = if cfg.run.eval {
-        None
-    } else {
-        let t = CocoSplit::open_split(&cfg.data.coco_path, &train_split, None, tc.train(), &opts)?;
-        if t.is_empty() {
-            return Err(TrainError::NothingToTrain(format!(
-                "the training split {} has no images",
-                t.paths().annotation_file.display()
-            )));
-        }
-        Some(t)
-    };
-    let val = CocoSplit::open_split(&cfg.data.coco_path, &val_split, None, tc.val(), &opts)?;
-    let ann = &val.paths().annotation_file;
-    let val_coco = datasets::coco_eval::read_ground_truth(ann)?;
-    Ok(Splits {
-        train,
-        val,
-        val_coco,
-    })
 }
 
 /// Builds the model: fresh (seeded) or from `--pretrained` (printing the load report; a class
@@ -178,94 +105,9 @@ pub fn build_model<B: Backend>(
     Ok((model, Some(report)))
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     detr_model::weights::native::write_atomic(path, bytes)?;
     Ok(())
-}
-
-fn eval_json(r: &EvalResult) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for (k, v) in r.losses.means() {
-        m.insert(format!("test_{k}"), json!(v));
-    }
-    m.insert("test_coco_eval_bbox".into(), json!(r.coco_stats.to_vec()));
-    serde_json::Value::Object(m)
-}
-
-/// One `log.txt` line (the original's keys): `train_*` averages, `test_*` validation values
-/// and the 12 COCO numbers when validation ran, `epoch`, `n_parameters`, `epoch_seconds`.
-pub(crate) fn log_line(
-    epoch: usize,
-    train: &Averages,
-    lr: f64,
-    eval: Option<&EvalResult>,
-    n_parameters: usize,
-    seconds: f64,
-) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    m.insert("train_lr".into(), json!(lr));
-    for (k, v) in train.means() {
-        m.insert(format!("train_{k}"), json!(v));
-    }
-    if let Some(e) = eval {
-        if let serde_json::Value::Object(t) = eval_json(e) {
-            m.extend(t);
-        }
-    }
-    m.insert("epoch".into(), json!(epoch));
-    m.insert("n_parameters".into(), json!(n_parameters));
-    m.insert("epoch_seconds".into(), json!(seconds));
-    serde_json::Value::Object(m)
-}
-
-/// Writes `log.txt` (one JSON line per epoch) and `curves.png` from the history.
-pub fn write_logs(dir: &Path, history: &[serde_json::Value]) -> Result<(), TrainError> {
-    let mut text = String::new();
-    for h in history {
-        text.push_str(&h.to_string());
-        text.push('\n');
-    }
-    write_file(&dir.join("log.txt"), text.as_bytes())?;
-    let get = |key: &str| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter_map(|h| Some((h["epoch"].as_f64()? + 1.0, h[key].as_f64()?)))
-            .collect()
-    };
-    let stat = |i: usize| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter_map(|h| {
-                Some((
-                    h["epoch"].as_f64()? + 1.0,
-                    h["test_coco_eval_bbox"][i].as_f64()?,
-                ))
-            })
-            .collect()
-    };
-    let img = crate::plot::curves(&get("train_loss"), &get("test_loss"), &stat(0), &stat(1));
-    let mut png = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| TrainError::Encode {
-            path: dir.join("curves.png"),
-            message: e.to_string(),
-        })?;
-    write_file(&dir.join("curves.png"), png.get_ref())
-}
-
-/// Prints the COCO summary.
-pub fn print_eval(r: &EvalResult) {
-    for (k, v) in r.losses.means() {
-        if !k.contains('_')
-            || k.starts_with("loss_") && !k[5..].contains('_')
-            || k.ends_with("error")
-        {
-            tracing::info!("  test {k}: {v:.4}");
-        }
-    }
-    for l in &r.summary_lines {
-        tracing::info!("{l}");
-    }
 }
 
 /// Writes `--num_vis_images` validation pictures with predictions to `<output_dir>/pictures`.

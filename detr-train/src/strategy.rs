@@ -366,7 +366,7 @@ impl<B: DetrAutodiffBackend> DetrStrategy<B> {
             let validate =
                 (epoch + 1).is_multiple_of(cfg.run.eval_every) || epoch + 1 == cfg.optim.epochs;
             let model = learner.model();
-            state.history.push(crate::run::log_line(
+            state.history.push(crate::history::log_line(
                 epoch,
                 &avg,
                 lr,
@@ -405,7 +405,7 @@ impl<B: DetrAutodiffBackend> DetrStrategy<B> {
                     r.coco_stats[1],
                     r.losses.get("loss").unwrap_or(f64::NAN)
                 );
-                let line = crate::run::log_line(
+                let line = crate::history::log_line(
                     epoch,
                     &avg,
                     lr,
@@ -440,7 +440,7 @@ impl<B: DetrAutodiffBackend> DetrStrategy<B> {
                 o.last_eval = Some(r);
             }
             if self.writes() {
-                crate::run::write_logs(&cfg.run.output_dir, &state.history)?;
+                crate::history::write_logs(&cfg.run.output_dir, &state.history)?;
             }
             let done = state.epoch - first_epoch;
             let remaining = (cfg.optim.epochs - state.epoch) as f64 * start.elapsed().as_secs_f64()

@@ -4,7 +4,7 @@
 
 use datasets::synthetic::{generate, SyntheticOptions};
 use datasets::Layout;
-use detr_train::run::open_splits;
+use detr_train::splits::open_splits;
 use detr_train::TrainConfig;
 
 fn temp(name: &str) -> std::path::PathBuf {

@@ -255,7 +255,7 @@ fn a_process_that_dies_stops_the_other_within_the_timeout() {
     let mut cfg = micro(&root, 1, 1000);
     cfg.model.num_classes = Some(6);
     // Generate the data once, before the processes start.
-    detr_train::run::ensure_synthetic(&cfg).unwrap();
+    detr_train::splits::ensure_synthetic(&cfg).unwrap();
     let config = root.join("run.json");
     write_config(&cfg, &config);
     let port = free_port();
@@ -300,7 +300,7 @@ fn a_busy_port_a_rank_taken_twice_and_a_rank_outside_the_world_are_clear_errors(
     let root = tmp("errors");
     let mut cfg = micro(&root, 1, 1);
     cfg.model.num_classes = Some(6);
-    detr_train::run::ensure_synthetic(&cfg).unwrap();
+    detr_train::splits::ensure_synthetic(&cfg).unwrap();
     let config = root.join("run.json");
     write_config(&cfg, &config);
     // Something else listens on the port.

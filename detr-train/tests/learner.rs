@@ -178,7 +178,7 @@ fn coco_category_ids_with_gaps_train_validate_and_evaluate() {
         c.optim.epochs = 1;
         c
     };
-    detr_train::run::ensure_synthetic(&cfg).unwrap();
+    detr_train::splits::ensure_synthetic(&cfg).unwrap();
     remap_categories(&cfg.data.coco_path, &[1, 18, 44, 62, 77, 90]);
     // 91 classes (max id + 1): most of the untrained model's detections are of classes that
     // are not categories of the ground truth; they are ignored, as pycocotools does.
@@ -212,7 +212,7 @@ fn runs_that_would_train_nothing_are_clear_errors() {
     let _g = serial();
     let root = tmp("nothing");
     let cfg = micro(&root);
-    detr_train::run::ensure_synthetic(&cfg).unwrap();
+    detr_train::splits::ensure_synthetic(&cfg).unwrap();
 
     let msg = expect_nothing_to_train(
         {
@@ -394,7 +394,7 @@ fn the_binary_exits_2_on_a_non_finite_loss_and_writes_no_checkpoint() {
         c.model.num_classes = Some(6);
         c
     };
-    detr_train::run::ensure_synthetic(&cfg).unwrap();
+    detr_train::splits::ensure_synthetic(&cfg).unwrap();
     // Weights whose class head's bias is NaN: the first step's loss is NaN.
     let device = Default::default();
     let (mut model, _) = {
