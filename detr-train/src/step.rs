@@ -17,10 +17,9 @@
 
 use std::sync::Arc;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::ItemLazy;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use datasets::DetrBatch;
@@ -28,6 +27,7 @@ use detr_model::{postprocess, Detr, DetrAutodiffBackend, DetrBackend};
 
 use crate::components::LossComponents;
 use crate::criterion::{CriterionError, SetCriterion};
+use crate::distributed::gradients::{flatten_gradients, unflatten_gradients};
 use crate::distributed::ProcessGroup;
 use crate::error::TrainError;
 use crate::matcher::MatcherError;
@@ -412,14 +412,7 @@ impl<B: DetrAutodiffBackend> DetrTraining<B> {
         device: &B::Device,
         step: u64,
     ) -> Result<(GradientsParams, LossComponents, usize), TrainError> {
-        let mut flatten = Flatten::<B> {
-            grads: &mut grads,
-            parts: Vec::new(),
-            device: device.clone(),
-            failed,
-        };
-        self.model.visit(&mut flatten);
-        let mut parts = flatten.parts;
+        let mut parts = flatten_gradients(&self.model, &mut grads, device, failed);
         let mut tail = components.to_values(self.aux_layers());
         let n_components = tail.len();
         tail.push(if failed { 1.0 } else { 0.0 });
@@ -436,66 +429,9 @@ impl<B: DetrAutodiffBackend> DetrTraining<B> {
             .into_data()
             .into_vec()
             .map_err(|e| TrainError::Distributed(format!("{e:?}")))?;
-        let mut unflatten = Unflatten::<B> {
-            flat: summed,
-            at: 0,
-            grads: GradientsParams::new(),
-        };
-        self.model.visit(&mut unflatten);
+        let grads = unflatten_gradients(&self.model, summed);
         let components = LossComponents::from_values(&tail[..n_components]);
-        Ok((
-            unflatten.grads,
-            components,
-            tail[n_components].round() as usize,
-        ))
-    }
-}
-
-/// Collects the gradients of the trainable parameters, flattened, in the model's order
-/// (zeros for a parameter without one, and for every parameter of a failed step).
-struct Flatten<'a, B: AutodiffBackend> {
-    grads: &'a mut GradientsParams,
-    parts: Vec<Tensor<B::InnerBackend, 1>>,
-    device: B::Device,
-    failed: bool,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let value = param.val();
-        if !value.is_require_grad() {
-            return;
-        }
-        let n = value.shape().num_elements();
-        let grad = self
-            .grads
-            .remove::<B::InnerBackend, D>(param.id)
-            .filter(|_| !self.failed)
-            .map(|g| g.reshape([n]).to_device(&self.device))
-            .unwrap_or_else(|| Tensor::zeros([n], &self.device));
-        self.parts.push(grad);
-    }
-}
-
-/// Cuts the summed flat vector back into one gradient per trainable parameter.
-struct Unflatten<B: AutodiffBackend> {
-    flat: Tensor<B::InnerBackend, 1>,
-    at: usize,
-    grads: GradientsParams,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let value = param.val();
-        if !value.is_require_grad() {
-            return;
-        }
-        let shape = value.shape();
-        let n = shape.num_elements();
-        let part = self.flat.clone().slice(self.at..self.at + n);
-        self.at += n;
-        self.grads
-            .register::<B::InnerBackend, D>(param.id, part.reshape(shape));
+        Ok((grads, components, tail[n_components].round() as usize))
     }
 }
 

@@ -24,6 +24,7 @@
 //! of synchronised peers instead of the list itself, so the second operation never sees the
 //! list equal to the set of nodes and waits forever (`docs/training.md` has the report).
 
+pub(crate) mod gradients;
 mod payload;
 mod rendezvous;
 
