@@ -193,10 +193,11 @@ run() {
 import json, sys
 for line in open(sys.argv[1]):
     l = json.loads(line)
-    ap = l.get("test_coco_eval_bbox") or [float("nan")] * 2
-    print(f"epoch {l.get('epoch')}: train_loss {l.get('train_loss', float('nan')):.4f} "
-          f"test_loss {l.get('test_loss', float('nan')):.4f} AP {ap[0]:.4f} AP50 {ap[1]:.4f} "
-          f"epoch_time {l.get('epoch_time', 'n/a')}")
+    ap = l.get("test_coco_eval_bbox")
+    val = (f"test_loss {l['test_loss']:.4f} AP {ap[0]:.4f} AP50 {ap[1]:.4f}" if ap
+           else "no validation this epoch")
+    print(f"epoch {l.get('epoch')}: train_loss {l.get('train_loss', float('nan')):.4f} {val} "
+          f"epoch_seconds {l.get('epoch_seconds', float('nan')):.1f}")
 EOF
     fi
 
