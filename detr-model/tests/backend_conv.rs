@@ -2,14 +2,17 @@
 //! and gradients, at the shapes DETR's ResNets use: 1×1 (stride 1 and 2), 3×3 (stride 1 and 2,
 //! dilation 2 as in DC5) and the 7×7 stride-2 stem (whose value the CPU backends compute
 //! themselves: at most four input channels), with and without bias, on flex and ndarray
-//! under autodiff. Tolerance: 1e-5 relative to the largest magnitude (both sides are float32
-//! sums of up to a few thousand products, in different orders).
+//! under autodiff; alone and fused with what follows it in a ResNet block (the residual sum
+//! and the ReLU, `conv2d_fused`) against Burn's convolution, `+` and `relu`. Tolerance: 1e-5
+//! relative to the largest magnitude (both sides are float32 sums of up to a few thousand
+//! products, in different orders).
 
 use burn::backend::{Autodiff, Flex, NdArray};
+use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Distribution, Tensor};
-use detr_model::backend::{conv2d, cpu_conv};
+use burn::tensor::{Distribution, Tensor, TensorData};
+use detr_model::backend::{conv2d, conv2d_fused, cpu_conv};
 use detr_model::DetrAutodiffBackend;
 
 const TOLERANCE: f32 = 1e-5;
@@ -25,7 +28,11 @@ const CASES: &[Case] = &[
     (2, 3, 4, 17, 7, 2, 3, 1), // the stem
     (2, 5, 4, 9, 3, 1, 2, 2),  // DC5: dilation 2
     (1, 4, 3, 5, 3, 1, 1, 1),  // one image
+    (2, 4, 6, 40, 3, 1, 1, 1), // planes of 1600 values: the epilogue in several tasks
 ];
+
+/// What follows the convolution: `(residual, relu)`.
+const EPILOGUES: &[(bool, bool)] = &[(false, false), (false, true), (true, false), (true, true)];
 
 fn values<B: burn::tensor::backend::Backend>(t: Tensor<B, 4>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
@@ -37,10 +44,17 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-/// Output, input gradient, weight gradient and bias gradient of one convolution, through the
-/// extension (`ours`) or Burn's `conv2d`.
-fn run<B: DetrAutodiffBackend>(case: Case, with_bias: bool, ours: bool) -> [Vec<f32>; 4] {
+/// Output, input gradient, weight gradient, bias gradient and residual gradient of one
+/// convolution followed by `epilogue`, through the extension (`ours`) or Burn's `conv2d`, `+`
+/// and `relu`.
+fn run<B: DetrAutodiffBackend>(
+    case: Case,
+    with_bias: bool,
+    epilogue: (bool, bool),
+    ours: bool,
+) -> [Vec<f32>; 5] {
     let (n, c, o, size, k, stride, pad, dil) = case;
+    let (with_residual, with_relu) = epilogue;
     let device = Default::default();
     B::seed(&device, 7);
     let x = Tensor::<B, 4>::random([n, c, size, size], Distribution::Normal(0., 1.), &device)
@@ -49,15 +63,32 @@ fn run<B: DetrAutodiffBackend>(case: Case, with_bias: bool, ours: bool) -> [Vec<
         Tensor::<B, 4>::random([o, c, k, k], Distribution::Normal(0., 0.3), &device).require_grad();
     let bias = Tensor::<B, 1>::random([o], Distribution::Normal(0., 1.), &device).require_grad();
     let options = ConvOptions::new([stride; 2], [pad; 2], [dil; 2], 1);
+    let out = (size + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    let residual = Tensor::<B, 4>::random([n, o, out, out], Distribution::Normal(0., 1.), &device)
+        .require_grad();
     let b = with_bias.then(|| bias.clone());
+    let r = with_residual.then(|| residual.clone());
     let y = if ours {
-        conv2d(x.clone(), w.clone(), b, options)
+        if epilogue == (false, false) {
+            conv2d(x.clone(), w.clone(), b, options)
+        } else {
+            conv2d_fused(x.clone(), w.clone(), b, r, with_relu, options)
+        }
     } else {
-        burn_conv2d(x.clone(), w.clone(), b, options)
+        let y = burn_conv2d(x.clone(), w.clone(), b, options);
+        let y = match r {
+            Some(r) => y + r,
+            None => y,
+        };
+        if with_relu {
+            relu(y)
+        } else {
+            y
+        }
     };
     // A random linear function of the output, so every position's gradient differs.
-    let r = Tensor::<B, 4>::random(y.dims(), Distribution::Normal(0., 1.), &device);
-    let grads = (y.clone() * r).sum().backward();
+    let m = Tensor::<B, 4>::random(y.dims(), Distribution::Normal(0., 1.), &device);
+    let grads = (y.clone() * m).sum().backward();
     let gx = x.grad(&grads).unwrap();
     let gw = w.grad(&grads).unwrap();
     let gb = if with_bias {
@@ -65,28 +96,38 @@ fn run<B: DetrAutodiffBackend>(case: Case, with_bias: bool, ours: bool) -> [Vec<
     } else {
         Vec::new()
     };
-    [values(y.inner()), values(gx), values(gw), gb]
+    let gr = if with_residual {
+        values(residual.grad(&grads).unwrap())
+    } else {
+        Vec::new()
+    };
+    [values(y.inner()), values(gx), values(gw), gb, gr]
 }
 
 fn check<B: DetrAutodiffBackend>(backend: &str) {
     for &case in CASES {
         for with_bias in [false, true] {
-            let ours = run::<B>(case, with_bias, true);
-            let burn = run::<B>(case, with_bias, false);
-            for (what, (a, b)) in [
-                "output",
-                "input gradient",
-                "weight gradient",
-                "bias gradient",
-            ]
-            .iter()
-            .zip(ours.iter().zip(burn.iter()))
-            {
-                let err = if a.is_empty() { 0.0 } else { rel_err(a, b) };
-                assert!(
-                    err <= TOLERANCE,
-                    "{backend}, case {case:?}, bias {with_bias}: {what} differs by {err:e}"
-                );
+            for &epilogue in EPILOGUES {
+                let ours = run::<B>(case, with_bias, epilogue, true);
+                let burn = run::<B>(case, with_bias, epilogue, false);
+                for (what, (a, b)) in [
+                    "output",
+                    "input gradient",
+                    "weight gradient",
+                    "bias gradient",
+                    "residual gradient",
+                ]
+                .iter()
+                .zip(ours.iter().zip(burn.iter()))
+                {
+                    assert_eq!(a.len(), b.len(), "{backend}, {case:?}: {what} sizes");
+                    let err = if a.is_empty() { 0.0 } else { rel_err(a, b) };
+                    assert!(
+                        err <= TOLERANCE,
+                        "{backend}, case {case:?}, bias {with_bias}, (residual, relu) \
+                         {epilogue:?}: {what} differs by {err:e}"
+                    );
+                }
             }
         }
     }
@@ -125,4 +166,64 @@ fn weight_gradient_by_hand() {
         cpu_conv::weight_grad_f32(&x, &g, &geo),
         vec![12., 16., 24., 28.]
     );
+}
+
+/// Values in [-1, 1) from a fixed sequence (not the backend's generator: flex's is global, and
+/// the autodiff tests above seed and draw from it on other threads).
+fn fixed<const D: usize>(shape: [usize; D], salt: u64) -> Tensor<Flex, D> {
+    let n: usize = shape.iter().product();
+    let mut state = salt
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
+}
+
+/// The fused epilogue on flex without autodiff, with a residual that is a transposed view (not
+/// contiguous: copied before the pass) and one shared with the caller (read, not written).
+#[test]
+fn flex_epilogue_takes_strided_and_shared_residuals() {
+    let x = fixed([2, 3, 12, 12], 1);
+    let w = fixed([5, 3, 3, 3], 2);
+    let b = fixed([5], 3);
+    let base = fixed([2, 5, 12, 12], 4);
+    let options = ConvOptions::new([1; 2], [1; 2], [1; 2], 1);
+    for residual in [base.clone().swap_dims(2, 3), base.clone()] {
+        let before = values(residual.clone());
+        let ours = conv2d_fused(
+            x.clone(),
+            w.clone(),
+            Some(b.clone()),
+            Some(residual.clone()),
+            true,
+            options.clone(),
+        );
+        let burn = relu(
+            burn_conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone()) + residual.clone(),
+        );
+        let err = rel_err(&values(ours), &values(burn));
+        assert!(err <= TOLERANCE, "fused epilogue differs by {err:e}");
+        assert_eq!(values(residual), before, "the residual was written to");
+    }
+}
+
+/// The epilogue's kernel on values computed by hand: two images of two 2-value channel planes.
+#[test]
+fn epilogue_by_hand() {
+    use detr_model::backend::cpu_epilogue::{epilogue_f32, relu_grad_f32};
+    let mut y = vec![1., -2., 3., -4., 0.5, 0.5, -0.5, -0.5];
+    let bias = [1., -1.];
+    let residual = [0., 0., 0., 10., -2., 0., 0., 0.];
+    epilogue_f32(&mut y, Some(&bias), Some(&residual), true, 2, 2);
+    assert_eq!(y, vec![2., 0., 2., 5., 0., 1.5, 0., 0.]);
+    let mut g = vec![1., 2., 3., 4., 5., 6., 7., 8.];
+    relu_grad_f32(&y, &mut g);
+    assert_eq!(g, vec![1., 0., 3., 4., 0., 6., 0., 0.]);
 }

@@ -13,9 +13,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{activation, backend::Backend, Tensor};
 
-use crate::backend::{conv2d, symmetric_options, DetrBackend};
+use crate::backend::{conv2d_fused, symmetric_options, DetrBackend};
 
 /// The epsilon the original adds to the running variance.
 pub const FROZEN_BN_EPS: f64 = 1e-5;
@@ -74,9 +74,27 @@ impl<B: DetrBackend> FrozenBatchNorm2d<B> {
     /// per output channel, and `shift` (plus `conv`'s own bias, scaled) as the bias. The same
     /// function up to float rounding, with the same gradients for `x` and `conv`'s weight.
     pub fn forward_conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        // Every ResNet convolution has explicit symmetric padding; any other keeps two steps.
+        self.forward_conv_relu(conv, x, None, false)
+    }
+
+    /// `relu(self.forward(conv.forward(x)) + residual)` (the residual and the ReLU optional)
+    /// as one operation ([`conv2d_fused`]): the convolution with this normalisation folded in,
+    /// then what follows it in a ResNet block.
+    pub fn forward_conv_relu(
+        &self,
+        conv: &Conv2d<B>,
+        x: Tensor<B, 4>,
+        residual: Option<Tensor<B, 4>>,
+        relu: bool,
+    ) -> Tensor<B, 4> {
+        // Every ResNet convolution has explicit symmetric padding; any other takes Burn's steps.
         let Some(options) = symmetric_options(conv) else {
-            return self.forward(conv.forward(x));
+            let y = self.forward(conv.forward(x));
+            let y = match residual {
+                Some(r) => y + r,
+                None => y,
+            };
+            return if relu { activation::relu(y) } else { y };
         };
         let (scale, shift) = self.scale_shift();
         let c = scale.dims()[0];
@@ -85,6 +103,6 @@ impl<B: DetrBackend> FrozenBatchNorm2d<B> {
             Some(b) => b.val() * scale + shift,
             None => shift,
         };
-        conv2d(x, weight, Some(bias), options)
+        conv2d_fused(x, weight, Some(bias), residual, relu, options)
     }
 }

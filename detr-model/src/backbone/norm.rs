@@ -117,6 +117,33 @@ impl<B: DetrBackend> BackboneNorm<B> {
             Self::Group(gn) => group_norm(gn, conv_forward(conv, x)),
         }
     }
+
+    /// `relu(self.forward_conv(conv, x) + residual)`, the residual and the ReLU optional: one
+    /// fused operation with FrozenBatchNorm2d ([`FrozenBatchNorm2d::forward_conv_relu`]),
+    /// Burn's element-wise operations after GroupNorm.
+    pub fn forward_conv_relu(
+        &self,
+        conv: &Conv2d<B>,
+        x: Tensor<B, 4>,
+        residual: Option<Tensor<B, 4>>,
+        relu: bool,
+    ) -> Tensor<B, 4> {
+        match self {
+            Self::Frozen(bn) => bn.forward_conv_relu(conv, x, residual, relu),
+            Self::Group(gn) => {
+                let y = group_norm(gn, conv_forward(conv, x));
+                let y = match residual {
+                    Some(r) => y + r,
+                    None => y,
+                };
+                if relu {
+                    burn::tensor::activation::relu(y)
+                } else {
+                    y
+                }
+            }
+        }
+    }
 }
 
 /// GroupNorm over `[B, C, H, W]` with `gn`'s groups, epsilon and affine parameters: the same

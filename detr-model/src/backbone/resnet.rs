@@ -6,7 +6,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::norm::{BackboneNorm, BackboneNormKind};
@@ -110,12 +109,16 @@ impl<B: DetrBackend> Block<B> {
             Some(d) => d.bn.forward_conv(&d.conv, x.clone()),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward_conv(&self.conv1, x));
-        y = self.bn2.forward_conv(&self.conv2, y);
-        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            y = bn3.forward_conv(conv3, relu(y));
+        let y = self.bn1.forward_conv_relu(&self.conv1, x, None, true);
+        match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let y = self.bn2.forward_conv_relu(&self.conv2, y, None, true);
+                bn3.forward_conv_relu(conv3, y, Some(identity), true)
+            }
+            _ => self
+                .bn2
+                .forward_conv_relu(&self.conv2, y, Some(identity), true),
         }
-        relu(y + identity)
     }
 }
 
@@ -219,7 +222,7 @@ impl<B: Backend> ResNet<B> {
 impl<B: DetrBackend> ResNet<B> {
     /// Returns `layer4`'s features `[B, C, H/32, W/32]` (H/16 with dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = relu(self.bn1.forward_conv(&self.conv1, x));
+        let mut x = self.bn1.forward_conv_relu(&self.conv1, x, None, true);
         x = self.maxpool.forward(x);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {

@@ -1,5 +1,7 @@
-//! [`DetrBackend`] on `Autodiff<B>`: the convolution as one autodiff node whose weight gradient
-//! is the inner backend's [`DetrBackend::conv2d_weight_grad`]; the input and bias gradients are
+//! [`DetrBackend`] on `Autodiff<B>`: the fused convolution (convolution, residual sum, ReLU) as
+//! one autodiff node. Its backward pass masks the output gradient by the ReLU's output with the
+//! inner backend's [`DetrBackend::relu_grad`], hands it unchanged to the residual, and takes the
+//! weight gradient from [`DetrBackend::conv2d_weight_grad`]; the input and bias gradients are
 //! Burn's (`conv2d_x_backward`, `conv2d_bias_backward`), as in Burn's own convolution node.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -12,13 +14,57 @@ use burn::tensor::ops::{ConvOptions, FloatTensor};
 
 use super::DetrBackend;
 
-/// The node of a convolution without bias: parents `x` and `weight`.
+/// The node of a fused convolution ([`DetrBackend::detr_conv2d`]): parents `x`, `weight`, then
+/// `bias` and `residual` when present, in that order (2, 3 or 4 parents).
 #[derive(Debug)]
-struct Conv2dNoBias;
+struct FusedConv2d;
 
-/// The node of a convolution with bias: parents `x`, `weight` and `bias`.
-#[derive(Debug)]
-struct Conv2dWithBias;
+/// What [`FusedConv2d`] keeps for its backward pass.
+#[derive(Debug, Clone)]
+struct FusedConv2dState<T> {
+    x: NodeId,
+    weight: NodeId,
+    bias: Option<NodeId>,
+    has_residual: bool,
+    /// The output when the node applied a ReLU: its gradient's mask.
+    relu_output: Option<T>,
+    options: ConvOptions<2>,
+}
+
+impl<B: DetrBackend, const N: usize> Backward<B, N> for FusedConv2d {
+    type State = FusedConv2dState<B::FloatTensorPrimitive>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let state = ops.state;
+        let mut grad = grads.consume::<B>(&ops.node);
+        if let Some(output) = state.relu_output {
+            grad = B::relu_grad(output, grad);
+        }
+        let parents = ops.parents;
+        if state.has_residual {
+            if let Some(node) = &parents[N - 1] {
+                grads.register::<B>(node.id, grad.clone());
+            }
+        }
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.weight);
+        if let (Some(bias_state), Some(node)) = (state.bias, &parents[2.min(N - 1)]) {
+            let bias = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(bias_state);
+            let gb = B::conv2d_bias_backward(x.clone(), bias, grad.clone());
+            grads.register::<B>(node.id, gb);
+        }
+        let ids = [
+            parents[0].as_ref().map(|n| n.id),
+            parents[1].as_ref().map(|n| n.id),
+        ];
+        input_and_weight_grads::<B>(ids, x, weight, grad, state.options, grads);
+    }
+}
 
 /// Registers the gradients of `x` and `weight` for the parents that track one.
 fn input_and_weight_grads<B: DetrBackend>(
@@ -39,46 +85,49 @@ fn input_and_weight_grads<B: DetrBackend>(
     }
 }
 
-impl<B: DetrBackend> Backward<B, 2> for Conv2dNoBias {
-    type State = (NodeId, NodeId, ConvOptions<2>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-        let [node_x, node_weight] = ops.parents;
-        let ids = [node_x.map(|n| n.id), node_weight.map(|n| n.id)];
-        input_and_weight_grads::<B>(ids, x, weight, grad, options, grads);
-    }
-}
-
-impl<B: DetrBackend> Backward<B, 3> for Conv2dWithBias {
-    type State = (NodeId, NodeId, NodeId, ConvOptions<2>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 3>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x_state, weight_state, bias_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-        if let Some(node) = node_bias {
-            let bias = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(bias_state);
-            let gb = B::conv2d_bias_backward(x.clone(), bias, grad.clone());
-            grads.register::<B>(node.id, gb);
+/// Records (or, untracked, only computes) a [`FusedConv2d`] over `parents`, which are
+/// `x`, `weight`, then `bias` and `residual` when present.
+fn fused_node<B: DetrBackend, C: CheckpointStrategy, const N: usize>(
+    parents: [&FloatTensor<Autodiff<B, C>>; N],
+    has_bias: bool,
+    has_residual: bool,
+    relu: bool,
+    options: ConvOptions<2>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let primitive = |i: usize| parents[i].primitive.clone();
+    let value = || {
+        let bias = has_bias.then(|| primitive(2));
+        let residual = has_residual.then(|| primitive(N - 1));
+        B::conv2d_fused_value(
+            primitive(0),
+            primitive(1),
+            bias,
+            residual,
+            relu,
+            options.clone(),
+        )
+    };
+    match FusedConv2d
+        .prepare::<C>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x = prep.checkpoint(parents[0]);
+            let weight = prep.checkpoint(parents[1]);
+            let bias = has_bias.then(|| prep.checkpoint(parents[2]));
+            let output = value();
+            let state = FusedConv2dState {
+                x,
+                weight,
+                bias,
+                has_residual,
+                relu_output: relu.then(|| output.clone()),
+                options: options.clone(),
+            };
+            prep.finish(state, output)
         }
-        let ids = [node_x.map(|n| n.id), node_weight.map(|n| n.id)];
-        input_and_weight_grads::<B>(ids, x, weight, grad, options, grads);
+        OpsKind::UnTracked(prep) => prep.finish(value()),
     }
 }
 
@@ -87,55 +136,17 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        match bias {
-            Some(bias) => match Conv2dWithBias
-                .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(mut prep) => {
-                    let x_state = prep.checkpoint(&x);
-                    let weight_state = prep.checkpoint(&weight);
-                    let bias_state = prep.checkpoint(&bias);
-                    prep.finish(
-                        (x_state, weight_state, bias_state, options.clone()),
-                        B::conv2d_value(
-                            x.primitive,
-                            weight.primitive,
-                            Some(bias.primitive),
-                            options,
-                        ),
-                    )
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_value(
-                    x.primitive,
-                    weight.primitive,
-                    Some(bias.primitive),
-                    options,
-                )),
-            },
-            None => match Conv2dNoBias
-                .prepare::<C>([x.node.clone(), weight.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(mut prep) => {
-                    let x_state = prep.checkpoint(&x);
-                    let weight_state = prep.checkpoint(&weight);
-                    prep.finish(
-                        (x_state, weight_state, options.clone()),
-                        B::conv2d_value(x.primitive, weight.primitive, None, options),
-                    )
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::conv2d_value(
-                    x.primitive,
-                    weight.primitive,
-                    None,
-                    options,
-                )),
-            },
+        match (&bias, &residual) {
+            (None, None) => fused_node::<B, C, 2>([&x, &weight], false, false, relu, options),
+            (Some(b), None) => fused_node::<B, C, 3>([&x, &weight, b], true, false, relu, options),
+            (None, Some(r)) => fused_node::<B, C, 3>([&x, &weight, r], false, true, relu, options),
+            (Some(b), Some(r)) => {
+                fused_node::<B, C, 4>([&x, &weight, b, r], true, true, relu, options)
+            }
         }
     }
 }

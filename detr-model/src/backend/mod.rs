@@ -9,9 +9,16 @@
 //! it its own way; the CPU backends use [`cpu_conv`] (im2col and one GEMM per image), the GPU
 //! backends keep Burn's kernels. The CPU backends also take the value of a convolution with at
 //! most four input channels (the stem, on RGB images) from [`cpu_conv`]: burn-flex computes
-//! those with a direct loop that took a quarter of the `tiny` training step. [`conv2d`] is the convolution the model calls: on
-//! `Autodiff<B>` it records its own backward node ([`autodiff`]) that takes the input gradient
-//! from Burn (`conv2d_x_backward`) and the weight gradient from `B::conv2d_weight_grad`.
+//! those with a direct loop that took a quarter of the `tiny` training step.
+//!
+//! A ResNet block's convolutions are followed by their bias, the residual sum and a ReLU:
+//! [`conv2d_fused`] is all of it as one operation ([`DetrBackend::detr_conv2d`]). On flex the
+//! three are one pass over the convolution's output on all cores, and the ReLU's gradient one
+//! more in the backward pass ([`cpu_epilogue`]); other backends take Burn's element-wise
+//! operations (fused by Burn on the GPU backends). On `Autodiff<B>` the fused convolution is
+//! one backward node ([`autodiff`]) that takes the input gradient from Burn
+//! (`conv2d_x_backward`), the weight gradient from `B::conv2d_weight_grad` and the ReLU's from
+//! `B::relu_grad`. [`conv2d`] is the plain convolution, the same node without the rest.
 //!
 //! The model is written once against [`DetrBackend`]; implementations exist for flex, ndarray,
 //! wgpu and cuda (with the crate features of the same names) and for `Autodiff` over any of
@@ -19,6 +26,7 @@
 
 pub mod autodiff;
 pub mod cpu_conv;
+pub mod cpu_epilogue;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
@@ -49,22 +57,46 @@ pub trait DetrBackend: Backend {
         Self::conv2d(x, weight, bias, options)
     }
 
-    /// A 2-D convolution: [`DetrBackend::conv2d_value`], and under autodiff a node whose
-    /// weight gradient is [`DetrBackend::conv2d_weight_grad`] of the inner backend.
+    /// `relu(conv2d(x, weight, bias) + residual)`, the residual and the ReLU each optional: a
+    /// convolution with what follows it in a ResNet block. [`DetrBackend::conv2d_value`]
+    /// then Burn's element-wise operations unless the backend has better.
+    fn conv2d_fused_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let y = Self::conv2d_value(x, weight, bias, options);
+        cpu_epilogue::burn_epilogue::<Self>(y, None, residual, relu)
+    }
+
+    /// The gradient through a ReLU whose output is `output`: `grad` where `output > 0`, 0
+    /// elsewhere. Burn's `relu_backward` unless the backend has better.
+    fn relu_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::relu_backward(output, grad)
+    }
+
+    /// [`DetrBackend::conv2d_fused_value`], and under autodiff one node whose weight gradient
+    /// is [`DetrBackend::conv2d_weight_grad`] of the inner backend and whose ReLU gradient is
+    /// its [`DetrBackend::relu_grad`].
     fn detr_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::conv2d_value(x, weight, bias, options)
+        Self::conv2d_fused_value(x, weight, bias, residual, relu, options)
     }
 }
 
 /// The CPU backends: convolutions with few input channels and every weight gradient through
 /// [`cpu_conv`].
 macro_rules! cpu_detr_backend {
-    ($backend:ty) => {
+    ($backend:ty, { $($more:tt)* }) => {
         impl DetrBackend for $backend {
             fn conv2d_value(
                 x: FloatTensor<Self>,
@@ -83,12 +115,32 @@ macro_rules! cpu_detr_backend {
             ) -> FloatTensor<Self> {
                 cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
             }
+
+            $($more)*
         }
     };
 }
 
-cpu_detr_backend!(burn::backend::Flex);
-cpu_detr_backend!(burn::backend::NdArray);
+cpu_detr_backend!(burn::backend::Flex, {
+    /// The convolution without its bias, then the bias, residual and ReLU in one pass
+    /// ([`cpu_epilogue`]).
+    fn conv2d_fused_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let y = cpu_conv::conv2d_value::<Self>(x, weight, None, options);
+        cpu_epilogue::flex_epilogue(y, bias, residual, relu)
+    }
+
+    fn relu_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        cpu_epilogue::flex_relu_grad(output, grad)
+    }
+});
+cpu_detr_backend!(burn::backend::NdArray, {});
 
 /// wgpu with Burn's fusion (what `burn::backend::Wgpu` is in these builds): Burn's kernels.
 #[cfg(feature = "wgpu")]
@@ -114,10 +166,25 @@ pub fn conv2d<B: DetrBackend>(
     bias: Option<Tensor<B, 1>>,
     options: ConvOptions<2>,
 ) -> Tensor<B, 4> {
+    conv2d_fused(x, weight, bias, None, false, options)
+}
+
+/// `relu(conv2d(x, weight, bias) + residual)` as one operation ([`DetrBackend::detr_conv2d`]),
+/// `residual` (shaped as the output) and the ReLU (`relu`) each optional.
+pub fn conv2d_fused<B: DetrBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
     Tensor::from_primitive(TensorPrimitive::Float(B::detr_conv2d(
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
         bias.map(|b| b.into_primitive().tensor()),
+        residual.map(|r| r.into_primitive().tensor()),
+        relu,
         options,
     )))
 }
