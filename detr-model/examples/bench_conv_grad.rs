@@ -1,9 +1,8 @@
-//! The convolution's weight gradient of the CPU backend extension against Burn's, shape by
-//! shape (flex, float32): `cpu_conv::conv2d_weight_grad` (im2col + GEMM, what
-//! `DetrBackend::conv2d_weight_grad` is on flex) against flex's `conv2d_weight_backward`, with
-//! Burn's input gradient (`conv2d_x_backward`, which the extension keeps) for scale. The
-//! shapes are the backbone's at the two training benchmarks' sizes (tiny: ResNet-18 at width
-//! 16, 5 × 128²; r50: 2 × 512²).
+//! The convolution's gradients of the CPU backend extension against Burn's, shape by shape
+//! (flex, float32): `DetrBackend::conv2d_input_grad` (GEMM + col2im) against flex's
+//! `conv2d_x_backward`, and `DetrBackend::conv2d_weight_grad` (im2col + GEMM) against flex's
+//! `conv2d_weight_backward`. The shapes are the backbone's at the two training benchmarks'
+//! sizes (tiny: ResNet-18 at width 16, 5 × 128²; r50: 2 × 512²).
 //!
 //! ```sh
 //! cargo run --release -p detr-model --example bench_conv_grad [-- --runs 5]
@@ -14,7 +13,7 @@ use std::time::Instant;
 use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Distribution, Tensor};
-use detr_model::backend::cpu_conv;
+use detr_model::backend::DetrBackend;
 
 /// `(name, batch, in, out, size, kernel, stride)`; padding is `kernel / 2`.
 const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
@@ -58,8 +57,8 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5);
     let device = Default::default();
-    println!("| shape | input grad (Burn) | weight grad: Burn | ours |");
-    println!("|---|---|---|---|");
+    println!("| shape | input grad: Burn | ours | weight grad: Burn | ours |");
+    println!("|---|---|---|---|---|");
     for &(name, n, c, o, size, k, s) in SHAPES {
         let x = Tensor::<Flex, 4>::random([n, c, size, size], Distribution::Default, &device);
         let w = Tensor::<Flex, 4>::random([o, c, k, k], Distribution::Default, &device);
@@ -88,13 +87,17 @@ fn main() {
                 options.clone(),
             )
         });
+        let ours_x = time(runs, || {
+            Flex::conv2d_input_grad(x.clone(), w.clone(), g.clone(), options.clone())
+        });
         let ours_w = time(runs, || {
-            cpu_conv::conv2d_weight_grad::<Flex>(x.clone(), w.clone(), g.clone(), options.clone())
+            Flex::conv2d_weight_grad(x.clone(), w.clone(), g.clone(), options.clone())
         });
         let ms = |t: f64| format!("{:.2} ms", t * 1e3);
         println!(
-            "| {name} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} |",
             ms(burn_x),
+            ms(ours_x),
             ms(burn_w),
             ms(ours_w)
         );

@@ -76,7 +76,7 @@ fn input_and_weight_grads<B: DetrBackend>(
     grads: &mut Gradients,
 ) {
     if let Some(id) = node_x {
-        let gx = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+        let gx = B::conv2d_input_grad(x.clone(), weight.clone(), grad.clone(), options.clone());
         grads.register::<B>(id, gx);
     }
     if let Some(id) = node_weight {

@@ -8,13 +8,11 @@
 //! backward pass. Here the bias, residual and ReLU are applied in place on the convolution's
 //! fresh output, one rayon task per group of channel planes.
 //!
-//! Works directly on burn-flex's tensors (float32, contiguous): no copy of the output, the
-//! residual or the gradient mask. Any other dtype or layout falls back to Burn's operations.
+//! The kernels work on slices; [`super::flex`] runs them on burn-flex's tensors without copies.
+//! [`burn_epilogue`] is the same function in Burn's operations, for every other backend.
 
-use burn::backend::flex::FlexTensor;
-use burn::backend::Flex;
-use burn::tensor::ops::{ActivationOps, FloatTensor};
-use burn::tensor::{DType, Shape};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::Shape;
 use rayon::prelude::*;
 
 use super::DetrBackend;
@@ -86,85 +84,6 @@ pub fn relu_grad_f32(output: &[f32], grad: &mut [f32]) {
                 }
             }
         });
-}
-
-/// Whether `t` is float32, contiguous from the start of a buffer of exactly its size.
-fn is_plain_f32(t: &FlexTensor) -> bool {
-    t.dtype() == DType::F32
-        && t.is_contiguous()
-        && t.layout().start_offset() == 0
-        && t.bytes().len() == t.layout().num_elements() * core::mem::size_of::<f32>()
-}
-
-/// The dims of a 4-D flex tensor.
-fn dims4(t: &FlexTensor) -> Option<[usize; 4]> {
-    let shape: &Shape = t.layout().shape();
-    match shape.as_slice() {
-        &[n, c, h, w] => Some([n, c, h, w]),
-        _ => None,
-    }
-}
-
-/// `relu(y + bias + residual)` on flex (each part optional; bias `[C]` broadcast over `y`
-/// `[N, C, H, W]`, residual shaped as `y`): in place on `y` when it is not shared.
-pub fn flex_epilogue(
-    y: FlexTensor,
-    bias: Option<FlexTensor>,
-    residual: Option<FlexTensor>,
-    relu: bool,
-) -> FlexTensor {
-    let Some([n, c, h, w]) = dims4(&y) else {
-        return burn_epilogue::<Flex>(y, bias, residual, relu);
-    };
-    let bias_fits = bias
-        .as_ref()
-        .is_none_or(|b| b.dtype() == DType::F32 && b.layout().shape().as_slice() == [c]);
-    let residual_fits = residual
-        .as_ref()
-        .is_none_or(|r| r.dtype() == DType::F32 && dims4(r) == Some([n, c, h, w]));
-    if y.dtype() != DType::F32 || !bias_fits || !residual_fits {
-        return burn_epilogue::<Flex>(y, bias, residual, relu);
-    }
-    let mut y = if is_plain_f32(&y) {
-        y
-    } else {
-        y.to_contiguous()
-    };
-    let bias = bias.map(|b| plain(&b));
-    let residual = residual.map(|r| plain(&r));
-    let bias_values = bias.as_ref().map(|b| b.storage::<f32>());
-    let residual_values = residual.as_ref().map(|r| r.storage::<f32>());
-    // Copy-on-write: a shared output (never the case for a fresh convolution) is copied first.
-    let values = y.storage_mut::<f32>();
-    epilogue_f32(values, bias_values, residual_values, relu, c, h * w);
-    y
-}
-
-/// `t` contiguous from the start of an exactly sized buffer (shared, not copied, when it is).
-fn plain(t: &FlexTensor) -> FlexTensor {
-    if is_plain_f32(t) {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
-}
-
-/// The gradient through a ReLU on flex: `grad` where `output > 0`, in place when `grad` is
-/// not shared.
-pub fn flex_relu_grad(output: FlexTensor, grad: FlexTensor) -> FlexTensor {
-    let same_shape = output.layout().shape() == grad.layout().shape();
-    if output.dtype() != DType::F32 || grad.dtype() != DType::F32 || !same_shape {
-        return Flex::relu_backward(output, grad);
-    }
-    let output = plain(&output);
-    let mut grad = if is_plain_f32(&grad) {
-        grad
-    } else {
-        grad.to_contiguous()
-    };
-    let values = grad.storage_mut::<f32>();
-    relu_grad_f32(output.storage::<f32>(), values);
-    grad
 }
 
 /// `relu(y + bias + residual)` with Burn's operations (the bias reshaped to `[1, C, 1, 1]`).

@@ -27,6 +27,7 @@
 pub mod autodiff;
 pub mod cpu_conv;
 pub mod cpu_epilogue;
+mod flex;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
@@ -45,6 +46,17 @@ pub trait DetrBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradient of `conv2d(x, weight, _, options)` with respect to `x`, given the gradient
+    /// of its output. Burn's (`conv2d_x_backward`) unless the backend has a better one.
+    fn conv2d_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, output_grad, options)
     }
 
     /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
@@ -93,54 +105,27 @@ pub trait DetrBackend: Backend {
     }
 }
 
-/// The CPU backends: convolutions with few input channels and every weight gradient through
-/// [`cpu_conv`].
-macro_rules! cpu_detr_backend {
-    ($backend:ty, { $($more:tt)* }) => {
-        impl DetrBackend for $backend {
-            fn conv2d_value(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                bias: Option<FloatTensor<Self>>,
-                options: ConvOptions<2>,
-            ) -> FloatTensor<Self> {
-                cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
-            }
-
-            fn conv2d_weight_grad(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                output_grad: FloatTensor<Self>,
-                options: ConvOptions<2>,
-            ) -> FloatTensor<Self> {
-                cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
-            }
-
-            $($more)*
-        }
-    };
-}
-
-cpu_detr_backend!(burn::backend::Flex, {
-    /// The convolution without its bias, then the bias, residual and ReLU in one pass
-    /// ([`cpu_epilogue`]).
-    fn conv2d_fused_value(
+/// ndarray: convolutions with few input channels and every weight gradient through
+/// [`cpu_conv`] (by way of host memory); the rest is Burn's.
+impl DetrBackend for burn::backend::NdArray {
+    fn conv2d_value(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
-        residual: Option<FloatTensor<Self>>,
-        relu: bool,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let y = cpu_conv::conv2d_value::<Self>(x, weight, None, options);
-        cpu_epilogue::flex_epilogue(y, bias, residual, relu)
+        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
     }
 
-    fn relu_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        cpu_epilogue::flex_relu_grad(output, grad)
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
     }
-});
-cpu_detr_backend!(burn::backend::NdArray, {});
+}
 
 /// wgpu with Burn's fusion (what `burn::backend::Wgpu` is in these builds): Burn's kernels.
 #[cfg(feature = "wgpu")]

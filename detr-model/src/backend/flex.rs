@@ -1,0 +1,162 @@
+//! [`DetrBackend`] on burn-flex: the CPU kernels of [`cpu_conv`] and [`cpu_epilogue`] run on
+//! flex's own buffers. A float32 tensor that is contiguous from the start of its buffer is read
+//! in place (no copy of a saved activation or a gradient that other nodes still hold), and the
+//! results become tensors without a copy. Anything else (another dtype, grouped convolutions,
+//! shapes the kernels do not take) is Burn's own operation.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::ops::{ActivationOps, ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::{DType, TensorData};
+
+use super::cpu_conv::{self, Geometry};
+use super::cpu_epilogue;
+use super::DetrBackend;
+
+impl DetrBackend for Flex {
+    fn conv2d_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+    }
+
+    fn conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let Some(geo) = geometry(&x, &weight, &output_grad, &options) else {
+            return Flex::conv2d_weight_backward(x, weight, output_grad, options);
+        };
+        let (x, g) = (plain(x), plain(output_grad));
+        let dw = cpu_conv::weight_grad_f32(x.storage(), g.storage(), &geo);
+        let [kh, kw] = geo.kernel;
+        tensor(dw, [geo.out_channels, geo.in_channels, kh, kw])
+    }
+
+    fn conv2d_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let Some(geo) = geometry(&x, &weight, &output_grad, &options) else {
+            return Flex::conv2d_x_backward(x, weight, output_grad, options);
+        };
+        let (w, g) = (plain(weight), plain(output_grad));
+        let dx = cpu_conv::input_grad_f32(g.storage(), w.storage(), &geo);
+        let [h, wi] = geo.in_size;
+        tensor(dx, [geo.batch, geo.in_channels, h, wi])
+    }
+
+    /// The convolution without its bias, then the bias, residual and ReLU in one pass
+    /// ([`cpu_epilogue`]).
+    fn conv2d_fused_value(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let y = Self::conv2d_value(x, weight, None, options);
+        epilogue(y, bias, residual, relu)
+    }
+
+    fn relu_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let same_shape = output.layout().shape() == grad.layout().shape();
+        if output.dtype() != DType::F32 || grad.dtype() != DType::F32 || !same_shape {
+            return Flex::relu_backward(output, grad);
+        }
+        let output = plain(output);
+        // Copy-on-write: a gradient other nodes still hold is copied, then masked.
+        let mut grad = plain(grad);
+        cpu_epilogue::relu_grad_f32(output.storage(), grad.storage_mut());
+        grad
+    }
+}
+
+/// The geometry of a float32 convolution without groups of `x` by `weight` whose output
+/// gradient is `g`, when the CPU kernels take it.
+fn geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    g: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    let all_f32 = [x, weight, g].iter().all(|t| t.dtype() == DType::F32);
+    let [n, c, h, w] = dims4(x)?;
+    let [o, wc, kh, kw] = dims4(weight)?;
+    let [gn, go, ho, wo] = dims4(g)?;
+    let fits = all_f32 && options.groups == 1 && wc == c && gn == n && go == o;
+    fits.then(|| Geometry::new([n, c, h, w], [o, kh, kw], [ho, wo], options))
+}
+
+/// Whether `t` is float32, contiguous from the start of a buffer of exactly its size.
+fn is_plain_f32(t: &FlexTensor) -> bool {
+    t.dtype() == DType::F32
+        && t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == t.layout().num_elements() * core::mem::size_of::<f32>()
+}
+
+/// `t` contiguous from the start of an exactly sized buffer: itself when it is, a copy otherwise.
+fn plain(t: FlexTensor) -> FlexTensor {
+    if is_plain_f32(&t) {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The dims of a 4-D flex tensor.
+fn dims4(t: &FlexTensor) -> Option<[usize; 4]> {
+    match t.layout().shape().as_slice() {
+        &[n, c, h, w] => Some([n, c, h, w]),
+        _ => None,
+    }
+}
+
+/// A float32 tensor of `shape` over `values` (no copy).
+fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `relu(y + bias + residual)` (each part optional; bias `[C]` broadcast over `y`
+/// `[N, C, H, W]`, residual shaped as `y`) in one pass, in place on `y` when it is not shared.
+fn epilogue(
+    y: FlexTensor,
+    bias: Option<FlexTensor>,
+    residual: Option<FlexTensor>,
+    relu: bool,
+) -> FlexTensor {
+    let Some([n, c, h, w]) = dims4(&y) else {
+        return cpu_epilogue::burn_epilogue::<Flex>(y, bias, residual, relu);
+    };
+    let bias_fits = bias
+        .as_ref()
+        .is_none_or(|b| b.dtype() == DType::F32 && b.layout().shape().as_slice() == [c]);
+    let residual_fits = residual
+        .as_ref()
+        .is_none_or(|r| r.dtype() == DType::F32 && dims4(r) == Some([n, c, h, w]));
+    if y.dtype() != DType::F32 || !bias_fits || !residual_fits {
+        return cpu_epilogue::burn_epilogue::<Flex>(y, bias, residual, relu);
+    }
+    let mut y = plain(y);
+    let bias = bias.map(plain);
+    let residual = residual.map(plain);
+    // Copy-on-write: a shared output (never the case for a fresh convolution) is copied first.
+    cpu_epilogue::epilogue_f32(
+        y.storage_mut(),
+        bias.as_ref().map(|b| b.storage()),
+        residual.as_ref().map(|r| r.storage()),
+        relu,
+        c,
+        h * w,
+    );
+    y
+}
