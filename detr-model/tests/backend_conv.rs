@@ -31,6 +31,10 @@ const CASES: &[Case] = &[
     (2, 4, 6, 40, 3, 1, 1, 1), // planes of 1600 values: the epilogue in several tasks
 ];
 
+/// Images large enough for the input gradient's other path on flex (one image at a time, the
+/// GEMM on all cores), 3×3 and pointwise: checked on flex with bias, residual and ReLU only.
+const LARGE_CASES: &[Case] = &[(1, 32, 32, 64, 3, 1, 1, 1), (1, 64, 64, 72, 1, 1, 0, 1)];
+
 /// What follows the convolution: `(residual, relu)`.
 const EPILOGUES: &[(bool, bool)] = &[(false, false), (false, true), (true, false), (true, true)];
 
@@ -104,10 +108,15 @@ fn run<B: DetrAutodiffBackend>(
     [values(y.inner()), values(gx), values(gw), gb, gr]
 }
 
-fn check<B: DetrAutodiffBackend>(backend: &str) {
-    for &case in CASES {
-        for with_bias in [false, true] {
-            for &epilogue in EPILOGUES {
+fn check<B: DetrAutodiffBackend>(
+    backend: &str,
+    cases: &[Case],
+    biases: &[bool],
+    epilogues: &[(bool, bool)],
+) {
+    for &case in cases {
+        for &with_bias in biases {
+            for &epilogue in epilogues {
                 let ours = run::<B>(case, with_bias, epilogue, true);
                 let burn = run::<B>(case, with_bias, epilogue, false);
                 for (what, (a, b)) in [
@@ -135,12 +144,13 @@ fn check<B: DetrAutodiffBackend>(backend: &str) {
 
 #[test]
 fn flex_convolution_matches_burns_values_and_gradients() {
-    check::<Autodiff<Flex>>("flex");
+    check::<Autodiff<Flex>>("flex", CASES, &[false, true], EPILOGUES);
+    check::<Autodiff<Flex>>("flex", LARGE_CASES, &[true], &[(true, true)]);
 }
 
 #[test]
 fn ndarray_convolution_matches_burns_values_and_gradients() {
-    check::<Autodiff<NdArray>>("ndarray");
+    check::<Autodiff<NdArray>>("ndarray", CASES, &[false, true], EPILOGUES);
 }
 
 /// The kernel alone on a case computed by hand: a 1-channel 3×3 input, 2×2 kernel, stride 1,

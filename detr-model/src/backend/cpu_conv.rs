@@ -300,19 +300,18 @@ pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
         return dx;
     }
     let pointwise = geo.is_pointwise();
-    let mut cols = if pointwise {
-        Vec::new()
-    } else {
-        vec![0f32; k * l]
-    };
-    for b in 0..geo.batch {
-        let gb = &g[b * o * l..(b + 1) * o * l];
-        let dxb = &mut dx[b * c * plane..(b + 1) * c * plane];
-        let dst: &mut [f32] = if pointwise { dxb } else { &mut cols };
+    // Small images (the tiny preset's deeper layers) are one task each, with a single-threaded
+    // GEMM: split across threads, their products cost more in hand-offs than in arithmetic.
+    let per_image = k * l * o <= SMALL_IMAGE_PRODUCT;
+    let image = |gb: &[f32], dxb: &mut [f32], cols: &mut Vec<f32>, parallelism| {
+        if !pointwise {
+            cols.resize(k * l, 0.0);
+        }
+        let dst: &mut [f32] = if pointwise { dxb } else { cols };
         // dst [k, l] = wᵀ [k, o] · gb [o, l]; w is [o, k] row-major, read transposed.
-        // SAFETY: dst is k×l with row stride l (dx's image for a pointwise convolution, whose
-        // k = C and l = H·W); w is o×k row-major, read as its k×o transpose (column stride k,
-        // row stride 1); gb is o×l with row stride l; none overlap.
+        // SAFETY: dst is k×l with row stride l (the image's gradient for a pointwise
+        // convolution, whose k = C and l = H·W); w is o×k row-major, read as its k×o transpose
+        // (column stride k, row stride 1); gb is o×l with row stride l; none overlap.
         unsafe {
             gemm::gemm(
                 k,
@@ -333,15 +332,31 @@ pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
                 false,
                 false,
                 false,
-                gemm::Parallelism::Rayon(0),
+                parallelism,
             );
         }
         if !pointwise {
-            col2im(&cols, geo, &mut dx[b * c * plane..(b + 1) * c * plane]);
+            col2im(cols, geo, dxb);
+        }
+    };
+    if per_image {
+        dx.par_chunks_mut(c * plane)
+            .zip(g.par_chunks(o * l))
+            .for_each_with(Vec::new(), |cols, (dxb, gb)| {
+                image(gb, dxb, cols, gemm::Parallelism::None)
+            });
+    } else {
+        let mut cols = Vec::new();
+        for (dxb, gb) in dx.chunks_mut(c * plane).zip(g.chunks(o * l)) {
+            image(gb, dxb, &mut cols, gemm::Parallelism::Rayon(0));
         }
     }
     dx
 }
+
+/// Products `C·kh·kw × Ho·Wo × O` per image up to which [`input_grad_f32`] gives each image
+/// to one thread.
+const SMALL_IMAGE_PRODUCT: usize = 1 << 24;
 
 /// Sums one image's columns `cols [C·kh·kw, Ho·Wo]` back into its gradient `dx [C, H, W]`
 /// (zeroed): the adjoint of [`im2col`].
