@@ -13,9 +13,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::tensor::{activation, backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
-use crate::backend::{conv2d_fused, symmetric_options, DetrBackend};
+use crate::backend::{conv2d_fused, residual_relu, symmetric_options, DetrBackend};
 
 /// The epsilon the original adds to the running variance.
 pub const FROZEN_BN_EPS: f64 = 1e-5;
@@ -89,12 +89,7 @@ impl<B: DetrBackend> FrozenBatchNorm2d<B> {
     ) -> Tensor<B, 4> {
         // Every ResNet convolution has explicit symmetric padding; any other takes Burn's steps.
         let Some(options) = symmetric_options(conv) else {
-            let y = self.forward(conv.forward(x));
-            let y = match residual {
-                Some(r) => y + r,
-                None => y,
-            };
-            return if relu { activation::relu(y) } else { y };
+            return residual_relu(self.forward(conv.forward(x)), residual, relu);
         };
         let (scale, shift) = self.scale_shift();
         let c = scale.dims()[0];

@@ -13,7 +13,7 @@ use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::frozen_batch_norm::FrozenBatchNorm2d;
-use crate::backend::{conv_forward, DetrBackend};
+use crate::backend::{conv_forward, residual_relu, DetrBackend};
 use crate::error::ModelError;
 
 /// Which normalisation a backbone uses. Serialised as `frozen` or `group` (`frozen_bn` and
@@ -130,18 +130,7 @@ impl<B: DetrBackend> BackboneNorm<B> {
     ) -> Tensor<B, 4> {
         match self {
             Self::Frozen(bn) => bn.forward_conv_relu(conv, x, residual, relu),
-            Self::Group(gn) => {
-                let y = group_norm(gn, conv_forward(conv, x));
-                let y = match residual {
-                    Some(r) => y + r,
-                    None => y,
-                };
-                if relu {
-                    burn::tensor::activation::relu(y)
-                } else {
-                    y
-                }
-            }
+            Self::Group(gn) => residual_relu(group_norm(gn, conv_forward(conv, x)), residual, relu),
         }
     }
 }

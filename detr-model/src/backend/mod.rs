@@ -174,6 +174,24 @@ pub fn conv2d_fused<B: DetrBackend>(
     )))
 }
 
+/// `relu(y + residual)` (each part optional) in Burn's tensor operations: what
+/// [`conv2d_fused`] computes after its convolution, for the paths that cannot fuse it.
+pub fn residual_relu<B: Backend>(
+    y: Tensor<B, 4>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    let y = match residual {
+        Some(r) => y + r,
+        None => y,
+    };
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
+}
+
 /// The convolution options of `conv` when its padding is explicit and symmetric (every ResNet
 /// convolution); `None` for any other padding.
 pub fn symmetric_options<B: Backend>(conv: &Conv2d<B>) -> Option<ConvOptions<2>> {
