@@ -109,12 +109,8 @@ pub fn conv2d_value<B: Backend>(
 /// `y [N, O, Ho, Wo]` from `x [N, C, H, W]`, `w [O, C, kh, kw]` and `bias [O]` (row-major).
 pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> Vec<f32> {
     let [h, wi] = geo.in_size;
-    let [ho, wo] = geo.out_size;
-    let [kh, kw] = geo.kernel;
     let c = geo.in_channels;
-    let o = geo.out_channels;
-    let l = ho * wo;
-    let k = c * kh * kw;
+    let (o, k, l) = geo.gemm_dims();
     let mut y = vec![0f32; geo.batch * o * l];
     if l == 0 || o == 0 {
         return y;
@@ -217,6 +213,14 @@ impl Geometry {
         }
     }
 
+    /// The per-image matrix product's dimensions: output channels `O`, the reduction length
+    /// `C·kh·kw` and the output positions `Ho·Wo`.
+    fn gemm_dims(&self) -> (usize, usize, usize) {
+        let [kh, kw] = self.kernel;
+        let [ho, wo] = self.out_size;
+        (self.out_channels, self.in_channels * kh * kw, ho * wo)
+    }
+
     /// Whether the im2col matrix of an image is the image itself.
     fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
@@ -226,12 +230,8 @@ impl Geometry {
 /// `dW [O, C, kh, kw]` (row-major) from `x [N, C, H, W]` and `g [N, O, Ho, Wo]` (row-major).
 pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     let [h, w] = geo.in_size;
-    let [ho, wo] = geo.out_size;
-    let [kh, kw] = geo.kernel;
     let c = geo.in_channels;
-    let o = geo.out_channels;
-    let l = ho * wo;
-    let k = c * kh * kw;
+    let (o, k, l) = geo.gemm_dims();
     let mut dw = vec![0f32; o * k];
     if l == 0 || k == 0 || o == 0 {
         return dw;
@@ -288,12 +288,8 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
 /// and no padding `Wᵀ · G_b` is the image's gradient itself.
 pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
     let [h, wi] = geo.in_size;
-    let [ho, wo] = geo.out_size;
-    let [kh, kw] = geo.kernel;
     let c = geo.in_channels;
-    let o = geo.out_channels;
-    let l = ho * wo;
-    let k = c * kh * kw;
+    let (o, k, l) = geo.gemm_dims();
     let plane = h * wi;
     let mut dx = vec![0f32; geo.batch * c * plane];
     if l == 0 || k == 0 || o == 0 || plane == 0 {
