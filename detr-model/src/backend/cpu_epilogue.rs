@@ -12,10 +12,10 @@
 //! [`burn_epilogue`] is the same function in Burn's operations, for every other backend.
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::Shape;
+use burn::tensor::{Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::DetrBackend;
+use super::{residual_relu, DetrBackend};
 
 /// Values handed to one rayon task at least: small feature maps are not split into one task
 /// per plane.
@@ -86,24 +86,20 @@ pub fn relu_grad_f32(output: &[f32], grad: &mut [f32]) {
         });
 }
 
-/// `relu(y + bias + residual)` with Burn's operations (the bias reshaped to `[1, C, 1, 1]`).
+/// `relu(y + bias + residual)` with Burn's operations: the bias reshaped to `[1, C, 1, 1]`,
+/// then [`residual_relu`].
 pub fn burn_epilogue<B: DetrBackend>(
     y: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
     residual: Option<FloatTensor<B>>,
     relu: bool,
 ) -> FloatTensor<B> {
-    let mut y = y;
+    let mut y = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y));
     if let Some(bias) = bias {
-        use burn::tensor::TensorMetadata;
-        let c = bias.shape().num_elements();
-        y = B::float_add(y, B::float_reshape(bias, Shape::new([1, c, 1, 1])));
+        let bias = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(bias));
+        let c = bias.dims()[0];
+        y = y + bias.reshape([1, c, 1, 1]);
     }
-    if let Some(residual) = residual {
-        y = B::float_add(y, residual);
-    }
-    if relu {
-        y = B::relu(y);
-    }
-    y
+    let residual = residual.map(|r| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(r)));
+    residual_relu(y, residual, relu).into_primitive().tensor()
 }
