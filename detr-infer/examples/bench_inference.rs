@@ -6,8 +6,11 @@
 //!
 //! ```sh
 //! cargo run --release -p detr-infer --example bench_inference -- [--runs 3] [--backend flex]
-//!     [--threads N] [--no-torch]
+//!     [--threads N] [--no-torch] [--default-allocator]
 //! ```
+//!
+//! `--default-allocator` leaves glibc's allocator as it is (`detr_model::backend::cpu_memory`;
+//! the binaries configure it).
 //!
 //! Weights are random (the preset's initialisation): the time does not depend on them.
 
@@ -71,6 +74,10 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // As the detr-infer binary runs; `--default-allocator` leaves glibc's settings as they are.
+    if !args.iter().any(|a| a == "--default-allocator") {
+        detr_model::backend::cpu_memory::retain_freed_memory();
+    }
     let runs = arg(&args, "--runs").unwrap_or(3usize).max(1);
     let backend: BackendKind = arg(&args, "--backend").unwrap_or_default();
     let threads = arg(&args, "--threads").unwrap_or_else(|| {

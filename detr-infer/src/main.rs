@@ -32,6 +32,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    detr_model::backend::cpu_memory::retain_freed_memory();
     cli(std::env::args_os())
 }
 

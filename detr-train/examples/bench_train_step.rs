@@ -8,7 +8,8 @@
 //!
 //! Inputs are random images with three random boxes each (seeded); the first steps are
 //! warm-up. Prints the median of the timed steps and the split into forward, loss, backward
-//! and optimiser.
+//! and optimiser. `--default-allocator` leaves glibc's allocator as it is
+//! (`detr_model::backend::cpu_memory`; the binaries configure it).
 
 use std::time::Instant;
 
@@ -137,6 +138,10 @@ fn bench<B: detr_model::DetrAutodiffBackend>(
 }
 
 fn main() {
+    // As the detr-train binary runs; `--default-allocator` leaves glibc's settings as they are.
+    if !std::env::args().any(|a| a == "--default-allocator") {
+        detr_model::backend::cpu_memory::retain_freed_memory();
+    }
     let preset: String = arg("--preset", "tiny".to_string());
     let size: usize = arg("--size", 128);
     // `--batch 2,8`: several batch sizes in one process (a GPU compiles its kernels once).

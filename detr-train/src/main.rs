@@ -25,6 +25,7 @@ impl BackendTask for Train {
 }
 
 fn main() -> Result<()> {
+    detr_model::backend::cpu_memory::retain_freed_memory();
     cli(std::env::args_os())
 }
 

@@ -92,8 +92,13 @@ impl<B: DetrBackend> FrozenBatchNorm2d<B> {
             return residual_relu(self.forward(conv.forward(x)), residual, relu);
         };
         let (scale, shift) = self.scale_shift();
-        let c = scale.dims()[0];
-        let weight = conv.weight.val() * scale.clone().reshape([c, 1, 1, 1]);
+        let [c, c_in, kh, kw] = conv.weight.dims();
+        // Scaled as `[C, C_in·kh·kw] * [C, 1]`: the CPU backend's broadcast takes its one-scalar-
+        // per-row fast path for every kernel size, where the 4-d `[C, 1, 1, 1]` form of a 1×1
+        // kernel falls to an element-by-element walk (7% of r50 inference before this).
+        let weight = (conv.weight.val().reshape([c, c_in * kh * kw])
+            * scale.clone().reshape([c, 1]))
+        .reshape([c, c_in, kh, kw]);
         let bias = match &conv.bias {
             Some(b) => b.val() * scale + shift,
             None => shift,

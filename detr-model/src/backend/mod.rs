@@ -20,6 +20,9 @@
 //! (`conv2d_x_backward`), the weight gradient from `B::conv2d_weight_grad` and the ReLU's from
 //! `B::relu_grad`. [`conv2d`] is the plain convolution, the same node without the rest.
 //!
+//! Under the CPU backends' tensors, [`cpu_memory::retain_freed_memory`] keeps glibc from giving
+//! each large buffer fresh pages from the kernel (the binaries call it first thing).
+//!
 //! The model is written once against [`DetrBackend`]; implementations exist for flex, ndarray,
 //! wgpu and cuda (with the crate features of the same names) and for `Autodiff` over any of
 //! them.
@@ -27,6 +30,7 @@
 pub mod autodiff;
 pub mod cpu_conv;
 pub mod cpu_epilogue;
+pub mod cpu_memory;
 mod flex;
 
 use burn::nn::conv::Conv2d;
