@@ -33,7 +33,7 @@ const CASES: &[Case] = &[
 
 /// Images large enough for the input gradient's other path on flex (one image at a time, the
 /// GEMM on all cores), 3×3 and pointwise: checked on flex with bias, residual and ReLU only.
-const LARGE_CASES: &[Case] = &[(1, 32, 32, 64, 3, 1, 1, 1), (1, 64, 64, 72, 1, 1, 0, 1)];
+const LARGE_CASES: &[Case] = &[(2, 32, 32, 64, 3, 1, 1, 1), (1, 64, 64, 72, 1, 1, 0, 1)];
 
 /// What follows the convolution: `(residual, relu)`.
 const EPILOGUES: &[(bool, bool)] = &[(false, false), (false, true), (true, false), (true, true)];

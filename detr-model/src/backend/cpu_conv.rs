@@ -127,7 +127,7 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
         let rhs: &[f32] = if pointwise {
             xb
         } else {
-            im2col(xb, geo, &mut cols);
+            im2col(xb, geo, &mut cols, true);
             &cols
         };
         if let Some(bias) = bias {
@@ -215,20 +215,73 @@ impl Geometry {
 
     /// The per-image matrix product's dimensions: output channels `O`, the reduction length
     /// `C·kh·kw` and the output positions `Ho·Wo`.
-    fn gemm_dims(&self) -> (usize, usize, usize) {
+    pub(super) fn gemm_dims(&self) -> (usize, usize, usize) {
         let [kh, kw] = self.kernel;
         let [ho, wo] = self.out_size;
         (self.out_channels, self.in_channels * kh * kw, ho * wo)
     }
 
     /// Whether the im2col matrix of an image is the image itself.
-    fn is_pointwise(&self) -> bool {
+    pub(super) fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 }
 
 /// `dW [O, C, kh, kw]` (row-major) from `x [N, C, H, W]` and `g [N, O, Ho, Wo]` (row-major).
+///
+/// Small images (as in [`input_grad_f32`](super::cpu_input_grad::input_grad_f32)) with at
+/// least as many images as rayon threads: each thread takes a group of images on its own (its
+/// im2col buffer, its partial sum, single-threaded products) and the partial sums are added at
+/// the end. One parallel region for the batch, where splitting each small product across the
+/// threads costs two regions per image and packs the shared operand on one thread (a sixth of
+/// the tiny step's main thread, `docs/performance.md`). Otherwise the threads share each
+/// image's product.
 pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
+    let (o, k, l) = geo.gemm_dims();
+    let threads = rayon::current_num_threads();
+    let per_image = k * l * o <= SMALL_IMAGE_PRODUCT && threads > 1 && geo.batch >= threads;
+    if l == 0 || k == 0 || o == 0 || !per_image {
+        return weight_grad_images(x, g, geo, 0..geo.batch, true);
+    }
+    let per_task = geo.batch.div_ceil(threads);
+    let mut partials: Vec<Vec<f32>> = (0..geo.batch.div_ceil(per_task))
+        .into_par_iter()
+        .map(|t| {
+            let images = t * per_task..((t + 1) * per_task).min(geo.batch);
+            weight_grad_images(x, g, geo, images, false)
+        })
+        .collect();
+    let mut dw = partials.swap_remove(0);
+    dw.par_chunks_mut(SUM_CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            for partial in &partials {
+                let part = &partial[i * SUM_CHUNK..i * SUM_CHUNK + chunk.len()];
+                for (d, p) in chunk.iter_mut().zip(part) {
+                    *d += p;
+                }
+            }
+        });
+    dw
+}
+
+/// Products `C·kh·kw × Ho·Wo × O` per image up to which
+/// [`input_grad_f32`](super::cpu_input_grad::input_grad_f32) and [`weight_grad_f32`] give each
+/// image to one thread.
+pub(super) const SMALL_IMAGE_PRODUCT: usize = 1 << 24;
+
+/// Values of the weight gradient summed by one rayon task.
+const SUM_CHUNK: usize = 1 << 16;
+
+/// The weight gradient's sum over `images` of the batch; `parallel`: im2col and the products on
+/// all rayon threads, else on the calling thread alone.
+fn weight_grad_images(
+    x: &[f32],
+    g: &[f32],
+    geo: &Geometry,
+    images: std::ops::Range<usize>,
+    parallel: bool,
+) -> Vec<f32> {
     let [h, w] = geo.in_size;
     let c = geo.in_channels;
     let (o, k, l) = geo.gemm_dims();
@@ -242,13 +295,14 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     } else {
         vec![0f32; k * l]
     };
-    for b in 0..geo.batch {
+    let first = images.start;
+    for b in images {
         let xb = &x[b * c * h * w..(b + 1) * c * h * w];
         let gb = &g[b * o * l..(b + 1) * o * l];
         let rhs: &[f32] = if pointwise {
             xb
         } else {
-            im2col(xb, geo, &mut cols);
+            im2col(xb, geo, &mut cols, parallel);
             &cols
         };
         // dw [o, k] (+)= gb [o, l] · rhsᵀ, rhs being [k, l] row-major.
@@ -263,7 +317,7 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
                 dw.as_mut_ptr(),
                 1,
                 k as isize,
-                b > 0,
+                b > first,
                 gb.as_ptr(),
                 1,
                 l as isize,
@@ -275,140 +329,33 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
                 false,
                 false,
                 false,
-                gemm::Parallelism::Rayon(0),
+                if parallel {
+                    gemm::Parallelism::Rayon(0)
+                } else {
+                    gemm::Parallelism::None
+                },
             );
         }
     }
     dw
 }
 
-/// `dX [N, C, H, W]` (row-major) from `g [N, O, Ho, Wo]` and `w [O, C, kh, kw]` (row-major):
-/// per image `cols [C·kh·kw, L] = Wᵀ · G_b` and the columns summed back into the image
-/// (col2im, one rayon task per group of input channels); for a 1×1 convolution with stride 1
-/// and no padding `Wᵀ · G_b` is the image's gradient itself.
-pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
-    let [h, wi] = geo.in_size;
-    let c = geo.in_channels;
-    let (o, k, l) = geo.gemm_dims();
-    let plane = h * wi;
-    let mut dx = vec![0f32; geo.batch * c * plane];
-    if l == 0 || k == 0 || o == 0 || plane == 0 {
-        return dx;
-    }
-    let pointwise = geo.is_pointwise();
-    // Small images (the tiny preset's deeper layers) are one task each, with a single-threaded
-    // GEMM: split across threads, their products cost more in hand-offs than in arithmetic.
-    let per_image = k * l * o <= SMALL_IMAGE_PRODUCT;
-    let image = |gb: &[f32], dxb: &mut [f32], cols: &mut Vec<f32>, parallelism| {
-        if !pointwise {
-            cols.resize(k * l, 0.0);
-        }
-        let dst: &mut [f32] = if pointwise { dxb } else { cols };
-        // dst [k, l] = wᵀ [k, o] · gb [o, l]; w is [o, k] row-major, read transposed.
-        // SAFETY: dst is k×l with row stride l (the image's gradient for a pointwise
-        // convolution, whose k = C and l = H·W); w is o×k row-major, read as its k×o transpose
-        // (column stride k, row stride 1); gb is o×l with row stride l; none overlap.
-        unsafe {
-            gemm::gemm(
-                k,
-                l,
-                o,
-                dst.as_mut_ptr(),
-                1,
-                l as isize,
-                false,
-                w.as_ptr(),
-                k as isize,
-                1,
-                gb.as_ptr(),
-                1,
-                l as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-        if !pointwise {
-            col2im(cols, geo, dxb);
-        }
-    };
-    if per_image {
-        dx.par_chunks_mut(c * plane)
-            .zip(g.par_chunks(o * l))
-            .for_each_with(Vec::new(), |cols, (dxb, gb)| {
-                image(gb, dxb, cols, gemm::Parallelism::None)
-            });
-    } else {
-        let mut cols = Vec::new();
-        for (dxb, gb) in dx.chunks_mut(c * plane).zip(g.chunks(o * l)) {
-            image(gb, dxb, &mut cols, gemm::Parallelism::Rayon(0));
-        }
-    }
-    dx
-}
-
-/// Products `C·kh·kw × Ho·Wo × O` per image up to which [`input_grad_f32`] gives each image
-/// to one thread.
-const SMALL_IMAGE_PRODUCT: usize = 1 << 24;
-
-/// Sums one image's columns `cols [C·kh·kw, Ho·Wo]` back into its gradient `dx [C, H, W]`
-/// (zeroed): the adjoint of [`im2col`].
-fn col2im(cols: &[f32], geo: &Geometry, dx: &mut [f32]) {
-    let [h, w] = geo.in_size;
-    let [ho, wo] = geo.out_size;
-    let [kh, kw] = geo.kernel;
-    let [sh, sw] = geo.stride;
-    let [ph, pw] = geo.padding;
-    let [dh, dwl] = geo.dilation;
-    let l = ho * wo;
-    let taps = kh * kw;
-    dx.par_chunks_mut(h * w)
-        .with_min_len(rows_per_task(taps * l))
-        .enumerate()
-        .for_each(|(ci, plane)| {
-            for i in 0..kh {
-                for j in 0..kw {
-                    let row = &cols[(ci * taps + i * kw + j) * l..][..l];
-                    let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
-                    if first >= end {
-                        continue;
-                    }
-                    for oh in 0..ho {
-                        let ih = (oh * sh + i * dh) as isize - ph as isize;
-                        if ih < 0 || ih >= h as isize {
-                            continue;
-                        }
-                        let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-                        let src = &row[oh * wo + first..oh * wo + end];
-                        let start = ((first * sw) as isize + offset) as usize;
-                        if sw == 1 {
-                            for (d, v) in dst[start..start + src.len()].iter_mut().zip(src) {
-                                *d += v;
-                            }
-                        } else {
-                            for (d, v) in dst[start..].iter_mut().step_by(sw).zip(src) {
-                                *d += v;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-}
-
 /// Rows of `len` values each handed to one rayon task at least: small feature maps are copied
 /// in tasks of a few thousand values, not one task per row.
-fn rows_per_task(len: usize) -> usize {
+pub(super) fn rows_per_task(len: usize) -> usize {
     const VALUES_PER_TASK: usize = 4096;
     (VALUES_PER_TASK / len.max(1)).max(1)
 }
 
 /// The output columns `first..end` whose input column `ow·sw + tap − pad` lies inside `[0, w)`
 /// (for a kernel column at `tap` = `j·dilation`), and the offset `tap − pad`.
-fn column_range(w: usize, wo: usize, sw: usize, tap: usize, pad: usize) -> (usize, usize, isize) {
+pub(super) fn column_range(
+    w: usize,
+    wo: usize,
+    sw: usize,
+    tap: usize,
+    pad: usize,
+) -> (usize, usize, isize) {
     let offset = tap as isize - pad as isize;
     let first = if offset >= 0 {
         0
@@ -424,8 +371,9 @@ fn column_range(w: usize, wo: usize, sw: usize, tap: usize, pad: usize) -> (usiz
 }
 
 /// Fills `cols [C·kh·kw, Ho·Wo]` with one image's im2col matrix: row `(ci, i, j)` holds the
-/// input value under kernel position `(i, j)` for every output position (0 in the padding).
-fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
+/// input value under kernel position `(i, j)` for every output position (0 in the padding);
+/// on all rayon threads when `parallel`, else on the calling thread.
+fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32], parallel: bool) {
     let [h, w] = geo.in_size;
     let [ho, wo] = geo.out_size;
     let [kh, kw] = geo.kernel;
@@ -433,36 +381,41 @@ fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
     let [ph, pw] = geo.padding;
     let [dh, dwl] = geo.dilation;
     let l = ho * wo;
-    cols.par_chunks_mut(l)
-        .with_min_len(rows_per_task(l))
-        .enumerate()
-        .for_each(|(row, out)| {
-            let ci = row / (kh * kw);
-            let i = (row / kw) % kh;
-            let j = row % kw;
-            let plane = &x[ci * h * w..(ci + 1) * h * w];
-            // Output columns whose input column lies inside the image: ow·sw + j·dw − pw ∈ [0, w).
-            let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
-            for oh in 0..ho {
-                let dst = &mut out[oh * wo..(oh + 1) * wo];
-                let ih = (oh * sh + i * dh) as isize - ph as isize;
-                if ih < 0 || ih >= h as isize || first >= end {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-                dst[..first].fill(0.0);
-                dst[end..].fill(0.0);
-                let start = (first * sw) as isize + offset;
-                if sw == 1 {
-                    let start = start as usize;
-                    dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
-                } else {
-                    let from = src[start as usize..].iter().step_by(sw);
-                    for (d, v) in dst[first..end].iter_mut().zip(from) {
-                        *d = *v;
-                    }
+    let fill_row = |(row, out): (usize, &mut [f32])| {
+        let ci = row / (kh * kw);
+        let i = (row / kw) % kh;
+        let j = row % kw;
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        // Output columns whose input column lies inside the image: ow·sw + j·dw − pw ∈ [0, w).
+        let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
+        for oh in 0..ho {
+            let dst = &mut out[oh * wo..(oh + 1) * wo];
+            let ih = (oh * sh + i * dh) as isize - ph as isize;
+            if ih < 0 || ih >= h as isize || first >= end {
+                dst.fill(0.0);
+                continue;
+            }
+            let src = &plane[ih as usize * w..(ih as usize + 1) * w];
+            dst[..first].fill(0.0);
+            dst[end..].fill(0.0);
+            let start = (first * sw) as isize + offset;
+            if sw == 1 {
+                let start = start as usize;
+                dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
+            } else {
+                let from = src[start as usize..].iter().step_by(sw);
+                for (d, v) in dst[first..end].iter_mut().zip(from) {
+                    *d = *v;
                 }
             }
-        });
+        }
+    };
+    if parallel {
+        cols.par_chunks_mut(l)
+            .with_min_len(rows_per_task(l))
+            .enumerate()
+            .for_each(fill_row);
+    } else {
+        cols.chunks_mut(l).enumerate().for_each(fill_row);
+    }
 }

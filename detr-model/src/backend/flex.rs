@@ -11,6 +11,7 @@ use burn::tensor::{DType, TensorData};
 
 use super::cpu_conv::{self, Geometry};
 use super::cpu_epilogue;
+use super::cpu_input_grad;
 use super::DetrBackend;
 
 impl DetrBackend for Flex {
@@ -48,7 +49,7 @@ impl DetrBackend for Flex {
             return Flex::conv2d_x_backward(x, weight, output_grad, options);
         };
         let (w, g) = (plain(weight), plain(output_grad));
-        let dx = cpu_conv::input_grad_f32(g.storage(), w.storage(), &geo);
+        let dx = cpu_input_grad::input_grad_f32(g.storage(), w.storage(), &geo);
         let [h, wi] = geo.in_size;
         tensor(dx, [geo.batch, geo.in_channels, h, wi])
     }

@@ -30,6 +30,7 @@
 pub mod autodiff;
 pub mod cpu_conv;
 pub mod cpu_epilogue;
+pub mod cpu_input_grad;
 pub mod cpu_memory;
 mod flex;
 
