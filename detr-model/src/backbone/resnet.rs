@@ -9,7 +9,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::norm::{BackboneNorm, BackboneNormKind};
-use crate::backend::DetrBackend;
+use crate::backend::{max_pool_forward, DetrBackend};
 use crate::config::BackboneKind;
 
 /// The 1×1 convolution and normalisation on a block's shortcut when shapes change.
@@ -223,7 +223,7 @@ impl<B: DetrBackend> ResNet<B> {
     /// Returns `layer4`'s features `[B, C, H/32, W/32]` (H/16 with dilation).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = self.bn1.forward_conv_relu(&self.conv1, x, None, true);
-        x = self.maxpool.forward(x);
+        x = max_pool_forward(&self.maxpool, x);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
                 x = block.forward(x);

@@ -12,9 +12,27 @@ use burn::tensor::{DType, TensorData};
 use super::cpu_conv::{self, Geometry};
 use super::cpu_epilogue;
 use super::cpu_input_grad;
+use super::cpu_pool;
 use super::DetrBackend;
 
 impl DetrBackend for Flex {
+    fn max_pool2d_value(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let pooled = match dims4(&x) {
+            Some([n, c, h, w]) if x.dtype() == DType::F32 => {
+                let x = plain(x.clone());
+                cpu_pool::max_pool2d_f32(x.storage(), [n * c, h, w], kernel, stride, padding)
+                    .map(|(y, [ho, wo])| tensor(y, [n, c, ho, wo]))
+            }
+            _ => None,
+        };
+        pooled.unwrap_or_else(|| Flex::max_pool2d(x, kernel, stride, padding, [1, 1], false))
+    }
+
     fn conv2d_value(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

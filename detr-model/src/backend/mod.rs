@@ -32,9 +32,11 @@ pub mod cpu_conv;
 pub mod cpu_epilogue;
 pub mod cpu_input_grad;
 pub mod cpu_memory;
+pub mod cpu_pool;
 mod flex;
 
 use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
@@ -62,6 +64,17 @@ pub trait DetrBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// Max pooling with dilation 1 in floor mode (the ResNet stem's). Burn's `max_pool2d`
+    /// unless the backend has a better one (flex at inference, [`cpu_pool`]).
+    fn max_pool2d_value(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::max_pool2d(x, kernel, stride, padding, [1, 1], false)
     }
 
     /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
@@ -210,6 +223,24 @@ pub fn symmetric_options<B: Backend>(conv: &Conv2d<B>) -> Option<ConvOptions<2>>
             ))
         }
         _ => None,
+    }
+}
+
+/// `pool.forward(x)` through [`DetrBackend::max_pool2d_value`] (Burn's `MaxPool2d::forward`
+/// when the padding is not explicit and symmetric, or with dilation or ceil mode).
+pub fn max_pool_forward<B: DetrBackend>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    match pool.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right)
+            if top == bottom && left == right && pool.dilation == [1, 1] && !pool.ceil_mode =>
+        {
+            Tensor::from_primitive(TensorPrimitive::Float(B::max_pool2d_value(
+                x.into_primitive().tensor(),
+                pool.kernel_size,
+                pool.stride,
+                [top, left],
+            )))
+        }
+        _ => pool.forward(x),
     }
 }
 
