@@ -85,9 +85,24 @@ fn the_stem_pooling_module_takes_the_same_path_everywhere() {
     let plain = max_pool_forward(&pool, x.clone()).into_data();
     assert_eq!(plain.shape.as_slice(), &[2, 4, 7, 9]);
     assert_eq!(plain, pool.forward(x.clone()).into_data());
-    // Under autodiff (training) Burn's pooling with indices, same values.
-    let xa = Tensor::<Autodiff<Flex>, 4>::from_data(x.into_data(), &Default::default());
+    // Under autodiff, an input no gradient flows to (a frozen stem): the same values.
+    let xa = Tensor::<Autodiff<Flex>, 4>::from_data(x.clone().into_data(), &Default::default());
     assert_eq!(max_pool_forward(&pool, xa).into_data(), plain);
+    // A tracked input: Burn's node, the same values and Burn's gradient.
+    let device = Default::default();
+    let ours =
+        Tensor::<Autodiff<Flex>, 4>::from_data(x.clone().into_data(), &device).require_grad();
+    let burns = Tensor::<Autodiff<Flex>, 4>::from_data(x.into_data(), &device).require_grad();
+    let weights = fixed([2, 4, 7, 9], 12).into_data();
+    let loss =
+        |y: Tensor<Autodiff<Flex>, 4>| (y * Tensor::from_data(weights.clone(), &device)).sum();
+    let y_ours = max_pool_forward(&pool, ours.clone());
+    assert_eq!(y_ours.clone().into_data(), plain);
+    let g_ours = ours.grad(&loss(y_ours).backward()).unwrap();
+    let g_burns = burns
+        .grad(&loss(pool.forward(burns.clone())).backward())
+        .unwrap();
+    assert_eq!(g_ours.into_data(), g_burns.into_data());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! inner backend's [`DetrBackend::relu_grad`], hands it unchanged to the residual, and takes the
 //! weight gradient from [`DetrBackend::conv2d_weight_grad`]; the input and bias gradients are
 //! Burn's (`conv2d_x_backward`, `conv2d_bias_backward`), as in Burn's own convolution node.
+//! The stem's max pooling skips the graph (and the indices) when no gradient flows to its input.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -10,7 +11,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 
 use super::DetrBackend;
 
@@ -148,5 +150,21 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
                 fused_node::<B, C, 4>([&x, &weight, b, r], true, true, relu, options)
             }
         }
+    }
+
+    /// An input no gradient flows to (the stem of the original's recipe, frozen): the inner
+    /// backend's pooling, which needs no indices, as a tensor outside the graph (what Burn's
+    /// own node does for such an input, with `max_pool2d`). Otherwise Burn's node.
+    fn max_pool2d_value(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        if x.node.requirement.is_none() {
+            let y = B::max_pool2d_value(x.primitive, kernel, stride, padding);
+            return <Self as AutodiffBackend>::from_inner(y);
+        }
+        Self::max_pool2d(x, kernel, stride, padding, [1, 1], false)
     }
 }
