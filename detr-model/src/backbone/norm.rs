@@ -10,7 +10,7 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 
 use super::frozen_batch_norm::FrozenBatchNorm2d;
 use crate::backend::{conv_forward, residual_relu, DetrBackend};
@@ -95,7 +95,7 @@ impl<B: Backend> BackboneNorm<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {
             Self::Frozen(bn) => bn.forward(x),
-            Self::Group(gn) => group_norm(gn, x),
+            Self::Group(gn) => group_norm_composed(gn, x),
         }
     }
 
@@ -135,13 +135,32 @@ impl<B: DetrBackend> BackboneNorm<B> {
     }
 }
 
+/// GroupNorm over `[B, C, H, W]` with `gn`'s groups, epsilon and affine parameters: the
+/// backend's own computation when it has one ([`DetrBackend::detr_group_norm`]: flex, one
+/// autodiff node), else [`group_norm_composed`].
+pub fn group_norm<B: DetrBackend>(gn: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if let (Some(gamma), Some(beta)) = (&gn.gamma, &gn.beta) {
+        let own = B::detr_group_norm(
+            x.clone().into_primitive().tensor(),
+            gamma.val().into_primitive().tensor(),
+            beta.val().into_primitive().tensor(),
+            gn.num_groups,
+            gn.epsilon,
+        );
+        if let Some(y) = own {
+            return Tensor::from_primitive(TensorPrimitive::Float(y));
+        }
+    }
+    group_norm_composed(gn, x)
+}
+
 /// GroupNorm over `[B, C, H, W]` with `gn`'s groups, epsilon and affine parameters: the same
 /// function as Burn's `GroupNorm::forward` (two-pass mean and biased variance per image and
 /// group), arranged so that every broadcast is a per-row scalar over a contiguous
 /// `[B, C, H·W]` view. Burn's version multiplies by `gamma` reshaped to `[1, C, 1, 1]`, a
 /// broadcast the CPU backend walks element by element; here `gamma`, `beta` and the group
 /// statistics are first folded into one scale and one shift per image and channel.
-pub fn group_norm<B: Backend>(gn: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn group_norm_composed<B: Backend>(gn: &GroupNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     let groups = gn.num_groups;
     let per_group = c / groups * h * w;
@@ -220,30 +239,85 @@ mod tests {
             .require_grad();
             let w = Tensor::<B, 4>::random([batch, channels, 5, 7], Distribution::Default, &device);
 
-            let ours = group_norm(&gn, x.clone());
-            let burns = gn.forward(x.clone());
-            ours.clone()
-                .into_data()
-                .assert_approx_eq::<f32>(&burns.clone().into_data(), Tolerance::absolute(1e-5));
+            // flex's own kernels (one autodiff node) and the composition of Burn's operations.
+            for ours in [
+                group_norm(&gn, x.clone()),
+                group_norm_composed(&gn, x.clone()),
+            ] {
+                let burns = gn.forward(x.clone());
+                ours.clone()
+                    .into_data()
+                    .assert_approx_eq::<f32>(&burns.clone().into_data(), Tolerance::absolute(1e-5));
 
-            let g_ours = (ours * w.clone()).sum().backward();
-            let g_burns = (burns * w).sum().backward();
-            x.grad(&g_ours)
-                .unwrap()
-                .into_data()
-                .assert_approx_eq::<f32>(
-                    &x.grad(&g_burns).unwrap().into_data(),
-                    Tolerance::absolute(1e-4),
-                );
-            for p in [gn.gamma.as_ref().unwrap(), gn.beta.as_ref().unwrap()] {
-                p.val()
-                    .grad(&g_ours)
+                let g_ours = (ours * w.clone()).sum().backward();
+                let g_burns = (burns * w.clone()).sum().backward();
+                x.grad(&g_ours)
                     .unwrap()
                     .into_data()
                     .assert_approx_eq::<f32>(
-                        &p.val().grad(&g_burns).unwrap().into_data(),
+                        &x.grad(&g_burns).unwrap().into_data(),
                         Tolerance::absolute(1e-4),
                     );
+                for p in [gn.gamma.as_ref().unwrap(), gn.beta.as_ref().unwrap()] {
+                    p.val()
+                        .grad(&g_ours)
+                        .unwrap()
+                        .into_data()
+                        .assert_approx_eq::<f32>(
+                            &p.val().grad(&g_burns).unwrap().into_data(),
+                            Tolerance::absolute(1e-4),
+                        );
+                }
+            }
+        }
+    }
+
+    /// flex's GroupNorm backward kernel against the same gradients from Burn's operations
+    /// (`group_norm_backward_composed`, what a backend with only its own forward pass gets),
+    /// from the same statistics: 1e-4 absolute (float32 sums in different orders).
+    #[test]
+    fn group_norm_backward_kernel_matches_the_composed_one() {
+        use crate::backend::group_norm_backward_composed;
+        use burn::backend::Flex;
+        use burn::tensor::{Distribution, Tolerance};
+        let device = Default::default();
+        for (batch, channels, groups, size) in [(3, 16, 2, 6), (1, 24, 3, 9), (2, 8, 8, 4)] {
+            let image = |mean: f64| {
+                Tensor::<Flex, 4>::random(
+                    [batch, channels, size, size + 1],
+                    Distribution::Normal(mean, 1.5),
+                    &device,
+                )
+                .into_primitive()
+                .tensor()
+            };
+            let affine = |mean: f64| {
+                Tensor::<Flex, 1>::random([channels], Distribution::Normal(mean, 0.5), &device)
+                    .into_primitive()
+                    .tensor()
+            };
+            let (x, dy) = (image(2.0), image(0.0));
+            let (gamma, beta) = (affine(1.0), affine(0.0));
+            let forward =
+                Flex::group_norm_forward(x.clone(), gamma.clone(), beta, groups, 1e-5).unwrap();
+            let kernel = Flex::group_norm_backward(
+                x.clone(),
+                gamma.clone(),
+                forward.stats.clone(),
+                dy.clone(),
+                groups,
+            );
+            let composed =
+                group_norm_backward_composed::<Flex>(x, gamma, forward.stats, dy, groups);
+            let data = |t| Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(t)).into_data();
+            let flat = |t| {
+                Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(t))
+                    .flatten::<1>(0, 3)
+                    .into_data()
+            };
+            flat(kernel.x).assert_approx_eq::<f32>(&flat(composed.x), Tolerance::absolute(1e-4));
+            for (k, c) in [(kernel.gamma, composed.gamma), (kernel.beta, composed.beta)] {
+                data(k).assert_approx_eq::<f32>(&data(c), Tolerance::absolute(1e-4));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! weight gradient from [`DetrBackend::conv2d_weight_grad`]; the input and bias gradients are
 //! Burn's (`conv2d_x_backward`, `conv2d_bias_backward`), as in Burn's own convolution node.
 //! The stem's max pooling skips the graph (and the indices) when no gradient flows to its input.
+//! A GroupNorm the inner backend computes itself is one node too.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -14,7 +15,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 
-use super::DetrBackend;
+use super::{DetrBackend, GroupNormStats};
 
 /// The node of a fused convolution ([`DetrBackend::detr_conv2d`]): parents `x`, `weight`, then
 /// `bias` and `residual` when present, in that order (2, 3 or 4 parents).
@@ -133,7 +134,79 @@ fn fused_node<B: DetrBackend, C: CheckpointStrategy, const N: usize>(
     }
 }
 
+/// The node of a GroupNorm the inner backend computes itself ([`DetrBackend::detr_group_norm`]):
+/// parents `x`, `gamma`, `beta`; the backward pass is [`DetrBackend::group_norm_backward`].
+#[derive(Debug)]
+struct GroupNormNode;
+
+/// What [`GroupNormNode`] keeps for its backward pass.
+#[derive(Debug, Clone)]
+struct GroupNormState<B: DetrBackend> {
+    x: NodeId,
+    gamma: NodeId,
+    stats: GroupNormStats<B>,
+    groups: usize,
+}
+
+impl<B: DetrBackend> Backward<B, 3> for GroupNormNode {
+    type State = GroupNormState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let state = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.gamma);
+        let g = B::group_norm_backward(x, gamma, state.stats, grad, state.groups);
+        let [x_node, gamma_node, beta_node] = ops.parents;
+        for (node, value) in [(x_node, g.x), (gamma_node, g.gamma), (beta_node, g.beta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, value);
+            }
+        }
+    }
+}
+
 impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
+    fn detr_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> Option<FloatTensor<Self>> {
+        let forward = B::group_norm_forward(
+            x.primitive.clone(),
+            gamma.primitive.clone(),
+            beta.primitive.clone(),
+            groups,
+            epsilon,
+        )?;
+        let parents = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        Some(
+            match GroupNormNode
+                .prepare::<C>(parents)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let state = GroupNormState {
+                        x: prep.checkpoint(&x),
+                        gamma: prep.checkpoint(&gamma),
+                        stats: forward.stats,
+                        groups,
+                    };
+                    prep.finish(state, forward.output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward.output),
+            },
+        )
+    }
+
     fn detr_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

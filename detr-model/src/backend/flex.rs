@@ -11,11 +11,67 @@ use burn::tensor::{DType, TensorData};
 
 use super::cpu_conv::{self, Geometry};
 use super::cpu_epilogue;
+use super::cpu_group_norm;
 use super::cpu_input_grad;
 use super::cpu_pool;
-use super::DetrBackend;
+use super::{DetrBackend, GroupNormForward, GroupNormGrads, GroupNormStats};
 
 impl DetrBackend for Flex {
+    fn group_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> Option<GroupNormForward<Self>> {
+        let shape = group_shape(&x, &gamma, &beta, groups)?;
+        let (x, gamma, beta) = (plain(x), plain(gamma), plain(beta));
+        let (y, mean, inv_std) = cpu_group_norm::forward_f32(
+            x.storage(),
+            gamma.storage(),
+            beta.storage(),
+            shape,
+            epsilon,
+        );
+        let blocks = [shape.batch * groups];
+        Some(GroupNormForward {
+            output: tensor(y, dims4(&x)?),
+            stats: GroupNormStats {
+                mean: tensor(mean, blocks),
+                inv_std: tensor(inv_std, blocks),
+            },
+        })
+    }
+
+    fn group_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: GroupNormStats<Self>,
+        grad: FloatTensor<Self>,
+        groups: usize,
+    ) -> GroupNormGrads<Self> {
+        // The forward pass took these shapes; the statistics are flex's own float32 vectors.
+        let Some(shape) = group_shape(&x, &gamma, &gamma, groups) else {
+            return super::group_norm_backward_composed::<Self>(x, gamma, stats, grad, groups);
+        };
+        let dims = dims4(&x).unwrap_or_default();
+        let (x, gamma, grad) = (plain(x), plain(gamma), plain(grad));
+        let (mean, inv_std) = (plain(stats.mean), plain(stats.inv_std));
+        let (dx, dgamma, dbeta) = cpu_group_norm::backward_f32(
+            x.storage(),
+            gamma.storage(),
+            mean.storage(),
+            inv_std.storage(),
+            grad.storage(),
+            shape,
+        );
+        GroupNormGrads {
+            x: tensor(dx, dims),
+            gamma: tensor(dgamma, [shape.channels]),
+            beta: tensor(dbeta, [shape.channels]),
+        }
+    }
+
     fn max_pool2d_value(
         x: FloatTensor<Self>,
         kernel: [usize; 2],
@@ -130,6 +186,28 @@ fn plain(t: FlexTensor) -> FlexTensor {
     } else {
         t.to_contiguous()
     }
+}
+
+/// The GroupNorm shape of `x [N, C, H, W]` with float32 affine parameters `[C]`, when the
+/// kernels take it.
+fn group_shape(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    groups: usize,
+) -> Option<cpu_group_norm::GroupShape> {
+    let [batch, channels, h, w] = dims4(x)?;
+    let affine_fits = [gamma, beta]
+        .iter()
+        .all(|p| p.dtype() == DType::F32 && p.layout().shape().as_slice() == [channels]);
+    let fits =
+        x.dtype() == DType::F32 && affine_fits && groups > 0 && channels.is_multiple_of(groups);
+    fits.then_some(cpu_group_norm::GroupShape {
+        batch,
+        channels,
+        plane: h * w,
+        groups,
+    })
 }
 
 /// The dims of a 4-D flex tensor.

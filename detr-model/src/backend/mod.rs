@@ -30,6 +30,7 @@
 pub mod autodiff;
 pub mod cpu_conv;
 pub mod cpu_epilogue;
+pub mod cpu_group_norm;
 pub mod cpu_input_grad;
 pub mod cpu_memory;
 pub mod cpu_pool;
@@ -41,6 +42,35 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorPrimitive};
+
+/// GroupNorm's statistics per (image, group), `[N·G]` each.
+#[derive(Debug, Clone)]
+pub struct GroupNormStats<B: Backend> {
+    /// The mean.
+    pub mean: FloatTensor<B>,
+    /// `1 / sqrt(biased variance + epsilon)`.
+    pub inv_std: FloatTensor<B>,
+}
+
+/// What [`DetrBackend::group_norm_forward`] computes.
+#[derive(Debug, Clone)]
+pub struct GroupNormForward<B: Backend> {
+    /// The normalised tensor, `x`'s shape.
+    pub output: FloatTensor<B>,
+    /// The statistics the backward pass needs.
+    pub stats: GroupNormStats<B>,
+}
+
+/// GroupNorm's gradients.
+#[derive(Debug, Clone)]
+pub struct GroupNormGrads<B: Backend> {
+    /// With respect to the input.
+    pub x: FloatTensor<B>,
+    /// With respect to the scale, `[C]`.
+    pub gamma: FloatTensor<B>,
+    /// With respect to the shift, `[C]`.
+    pub beta: FloatTensor<B>,
+}
 
 /// A [`Backend`] with the operations DETR's model needs beyond Burn's.
 pub trait DetrBackend: Backend {
@@ -64,6 +94,46 @@ pub trait DetrBackend: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// GroupNorm of `x [N, C, H, W]` in `groups` groups with the affine `gamma`, `beta` `[C]`,
+    /// when the backend computes it itself (flex: [`cpu_group_norm`]): the value with the
+    /// statistics its backward pass ([`DetrBackend::group_norm_backward`]) needs. `None`: the
+    /// model composes it from Burn's operations (`backbone::norm::group_norm`).
+    fn group_norm_forward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
+        _groups: usize,
+        _epsilon: f64,
+    ) -> Option<GroupNormForward<Self>> {
+        None
+    }
+
+    /// The gradients of GroupNorm with respect to `x`, `gamma` and `beta` given the output's
+    /// gradient, from the statistics of [`DetrBackend::group_norm_forward`]; here from Burn's
+    /// operations, for a backend that overrides only the forward pass.
+    fn group_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: GroupNormStats<Self>,
+        grad: FloatTensor<Self>,
+        groups: usize,
+    ) -> GroupNormGrads<Self> {
+        group_norm_backward_composed::<Self>(x, gamma, stats, grad, groups)
+    }
+
+    /// GroupNorm through the backend's own computation ([`DetrBackend::group_norm_forward`];
+    /// under autodiff one node whose backward pass is [`DetrBackend::group_norm_backward`]);
+    /// `None` when the backend has none.
+    fn detr_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> Option<FloatTensor<Self>> {
+        Self::group_norm_forward(x, gamma, beta, groups, epsilon).map(|f| f.output)
     }
 
     /// Max pooling with dilation 1 in floor mode (the ResNet stem's). Burn's `max_pool2d`
@@ -223,6 +293,37 @@ pub fn symmetric_options<B: Backend>(conv: &Conv2d<B>) -> Option<ConvOptions<2>>
             ))
         }
         _ => None,
+    }
+}
+
+/// [`DetrBackend::group_norm_backward`] from Burn's operations.
+pub fn group_norm_backward_composed<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    stats: GroupNormStats<B>,
+    grad: FloatTensor<B>,
+    groups: usize,
+) -> GroupNormGrads<B> {
+    let float = |t| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t));
+    let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    let [n, c, h, w] = x.dims();
+    let len = c / groups * h * w;
+    let mean = float(stats.mean).reshape([n, groups, 1]);
+    let inv_std = float(stats.inv_std).reshape([n, groups, 1]);
+    let x_hat = (x.reshape([n, groups, len]) - mean) * inv_std.clone();
+    let dy = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(grad)).reshape([n, c, h * w]);
+    let g = (dy.clone() * float(gamma).reshape([1, c, 1])).reshape([n, groups, len]);
+    let mean_g = g.clone().mean_dim(2);
+    let mean_gx = (g.clone() * x_hat.clone()).mean_dim(2);
+    let dx = (g - mean_g - x_hat.clone() * mean_gx) * inv_std;
+    let dgamma = (dy.clone() * x_hat.reshape([n, c, h * w]))
+        .sum_dim(2)
+        .sum_dim(0);
+    let dbeta = dy.sum_dim(2).sum_dim(0);
+    GroupNormGrads {
+        x: dx.reshape([n, c, h, w]).into_primitive().tensor(),
+        gamma: dgamma.reshape([c]).into_primitive().tensor(),
+        beta: dbeta.reshape([c]).into_primitive().tensor(),
     }
 }
 
