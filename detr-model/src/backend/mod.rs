@@ -20,6 +20,11 @@
 //! (`conv2d_x_backward`), the weight gradient from `B::conv2d_weight_grad` and the ReLU's from
 //! `B::relu_grad`. [`conv2d`] is the plain convolution, the same node without the rest.
 //!
+//! GroupNorm (the backbone's normalisation when trained from scratch) is the backend's own
+//! computation where it has one ([`DetrBackend::group_norm_forward`]; flex: [`cpu_group_norm`]),
+//! one autodiff node; the stem's max pooling takes [`cpu_pool`] on flex at inference and skips
+//! the graph under autodiff when no gradient flows to its input.
+//!
 //! Under the CPU backends' tensors, [`cpu_memory::retain_freed_memory`] keeps glibc from giving
 //! each large buffer fresh pages from the kernel (the binaries call it first thing).
 //!
