@@ -9,8 +9,11 @@
 //!
 //! [`retain_freed_memory`] asks glibc to serve every allocation from its heaps and to keep freed
 //! memory in the process for the next allocation instead of returning it to the kernel. The
-//! process's peak resident memory stays what the largest step needs (measured: unchanged to
-//! within 1%); it is not given back while the process runs.
+//! process's peak resident memory stays what the largest step needs (measured at fixed sizes:
+//! unchanged to within 1%); it is not given back while the process runs. With batches of
+//! varying sizes (the original's multi-scale augmentation) freed blocks are reused by size and
+//! some fragmentation is possible: a user who sees memory grow can set `GLIBC_TUNABLES` (for
+//! example `glibc.malloc.mmap_threshold=33554432`) and this setting is not applied.
 
 /// Whether the user has tuned glibc's allocator through its environment variables
 /// (`GLIBC_TUNABLES` with a `glibc.malloc.` setting, or one of the older `MALLOC_*` variables):
