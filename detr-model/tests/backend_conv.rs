@@ -15,6 +15,8 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use detr_model::backend::{conv2d, conv2d_fused, cpu_conv};
 use detr_model::DetrAutodiffBackend;
 
+mod common;
+
 const TOLERANCE: f32 = 1e-5;
 
 /// `(batch, in, out, size, kernel, stride, padding, dilation)`.
@@ -181,18 +183,7 @@ fn weight_gradient_by_hand() {
 /// Values in [-1, 1) from a fixed sequence (not the backend's generator: flex's is global, and
 /// the autodiff tests above seed and draw from it on other threads).
 fn fixed<const D: usize>(shape: [usize; D], salt: u64) -> Tensor<Flex, D> {
-    let n: usize = shape.iter().product();
-    let mut state = salt
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
+    let values = common::fixed_values(shape.iter().product(), salt);
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 

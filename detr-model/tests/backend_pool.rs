@@ -12,22 +12,14 @@ use detr_model::backend::cpu_pool::pooled_len;
 use detr_model::backend::max_pool_forward;
 use detr_model::DetrBackend;
 
-/// Values in [-1, 1) from a fixed sequence (flex's generator is global and shared with other
-/// tests' threads), with runs of equal values so that ties occur.
+mod common;
+
+/// Values in [-1, 1) from the tests' fixed sequence, every seventh 0.5 so that ties occur.
 fn fixed(shape: [usize; 4], salt: u64) -> Tensor<Flex, 4> {
-    let n: usize = shape.iter().product();
-    let mut state = salt.wrapping_add(1442695040888963407);
-    let values: Vec<f32> = (0..n)
-        .map(|i| {
-            if i % 7 == 3 {
-                return 0.5;
-            }
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
+    let mut values = common::fixed_values(shape.iter().product(), salt);
+    for v in values.iter_mut().skip(3).step_by(7) {
+        *v = 0.5;
+    }
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 

@@ -51,10 +51,9 @@ impl DetrBackend for Flex {
         groups: usize,
     ) -> GroupNormGrads<Self> {
         // The forward pass took these shapes; the statistics are flex's own float32 vectors.
-        let Some(shape) = group_shape(&x, &gamma, &gamma, groups) else {
+        let (Some(shape), Some(dims)) = (group_shape(&x, &gamma, &gamma, groups), dims4(&x)) else {
             return super::group_norm_backward_composed::<Self>(x, gamma, stats, grad, groups);
         };
-        let dims = dims4(&x).unwrap_or_default();
         let (x, gamma, grad) = (plain(x), plain(gamma), plain(grad));
         let (mean, inv_std) = (plain(stats.mean), plain(stats.inv_std));
         let (dx, dgamma, dbeta) = cpu_group_norm::backward_f32(

@@ -83,3 +83,20 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max).max(1e-12);
     diff / scale
 }
+
+/// `n` values in [-1, 1) from a fixed linear congruential sequence seeded by `salt`: inputs
+/// for tests that compare two computations, independent of flex's generator (global, and
+/// drawn from by other tests on other threads).
+pub fn fixed_values(n: usize, salt: u64) -> Vec<f32> {
+    let mut state = salt
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
