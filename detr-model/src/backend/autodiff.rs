@@ -3,7 +3,8 @@
 //! inner backend's [`DetrBackend::relu_grad`], hands it unchanged to the residual, and takes the
 //! weight gradient from [`DetrBackend::conv2d_weight_grad`]; the input and bias gradients are
 //! Burn's (`conv2d_x_backward`, `conv2d_bias_backward`), as in Burn's own convolution node.
-//! The stem's max pooling skips the graph (and the indices) when no gradient flows to its input.
+//! The stem's max pooling skips the graph (and the indices) when no gradient flows to its input;
+//! dropout's mask is the inner backend's, outside the graph.
 //! A GroupNorm the inner backend computes itself is one node too.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -14,6 +15,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::{FloatDType, Shape};
 
 use super::{DetrBackend, GroupNormStats};
 
@@ -239,5 +241,14 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
             return <Self as AutodiffBackend>::from_inner(y);
         }
         Self::max_pool2d(x, kernel, stride, padding, [1, 1], false)
+    }
+
+    fn dropout_mask(
+        shape: Shape,
+        keep: f64,
+        device: &Self::Device,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::dropout_mask(shape, keep, device, dtype))
     }
 }

@@ -1,4 +1,5 @@
-//! [`DetrBackend`] on burn-flex: the CPU kernels of [`cpu_conv`] and [`cpu_epilogue`] run on
+//! [`DetrBackend`] on burn-flex: the CPU kernels of [`cpu_conv`], [`cpu_epilogue`] (and the
+//! others of this module: GroupNorm, pooling, dropout's mask) run on
 //! flex's own buffers. A float32 tensor that is contiguous from the start of its buffer is read
 //! in place (no copy of a saved activation or a gradient that other nodes still hold), and the
 //! results become tensors without a copy. Anything else (another dtype, grouped convolutions,
@@ -6,10 +7,13 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::ops::{ActivationOps, ConvOptions, FloatTensor, ModuleOps};
-use burn::tensor::{DType, TensorData};
+use burn::tensor::ops::{
+    ActivationOps, ConvOptions, FloatTensor, FloatTensorOps, IntTensorOps, ModuleOps,
+};
+use burn::tensor::{DType, Distribution, FloatDType, IntDType, Shape, TensorData};
 
 use super::cpu_conv::{self, Geometry};
+use super::cpu_dropout;
 use super::cpu_epilogue;
 use super::cpu_group_norm;
 use super::cpu_input_grad;
@@ -86,6 +90,29 @@ impl DetrBackend for Flex {
             _ => None,
         };
         pooled.unwrap_or_else(|| Flex::max_pool2d(x, kernel, stride, padding, [1, 1], false))
+    }
+
+    /// The mask from [`cpu_dropout`], seeded by one draw from flex's generator (so
+    /// `Backend::seed` decides it); Burn's Bernoulli sample for other float types.
+    fn dropout_mask(
+        shape: Shape,
+        keep: f64,
+        device: &Self::Device,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        if !matches!(dtype, FloatDType::F32) {
+            let mask = Flex::float_random(shape, Distribution::Bernoulli(keep), device, dtype);
+            return Flex::float_mul_scalar(mask, (1.0 / keep).into());
+        }
+        // 53 random bits from the backend's generator.
+        let draw = Distribution::Uniform(0.0, (1u64 << 53) as f64);
+        let seed = Flex::int_random([1].into(), draw, device, IntDType::I64)
+            .into_data()
+            .iter::<i64>()
+            .next()
+            .unwrap_or_default() as u64;
+        let values = cpu_dropout::mask_f32(shape.num_elements(), keep, seed);
+        FlexTensor::from_data(TensorData::new(values, shape))
     }
 
     fn conv2d_value(

@@ -34,6 +34,7 @@
 
 pub mod autodiff;
 pub mod cpu_conv;
+pub mod cpu_dropout;
 pub mod cpu_epilogue;
 pub mod cpu_group_norm;
 pub mod cpu_input_grad;
@@ -43,10 +44,10 @@ mod flex;
 
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::PaddingConfig2d;
+use burn::nn::{Dropout, PaddingConfig2d};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Distribution, FloatDType, Shape, Tensor, TensorPrimitive};
 
 /// GroupNorm's statistics per (image, group), `[N·G]` each.
 #[derive(Debug, Clone)]
@@ -150,6 +151,19 @@ pub trait DetrBackend: Backend {
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
         Self::max_pool2d(x, kernel, stride, padding, [1, 1], false)
+    }
+
+    /// A dropout mask of `shape`: `1 / keep` with probability `keep`, else 0, drawn from the
+    /// backend's seeded generator; never part of the autodiff graph. Burn's Bernoulli sample
+    /// scaled by `1 / keep` unless the backend has better (flex: [`cpu_dropout`]).
+    fn dropout_mask(
+        shape: Shape,
+        keep: f64,
+        device: &Self::Device,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        let mask = Self::float_random(shape, Distribution::Bernoulli(keep), device, dtype);
+        Self::float_mul_scalar(mask, (1.0 / keep).into())
     }
 
     /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
@@ -348,6 +362,17 @@ pub fn max_pool_forward<B: DetrBackend>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Te
         }
         _ => pool.forward(x),
     }
+}
+
+/// `dropout.forward(x)`: in training (an autodiff backend) `x` times a mask from
+/// [`DetrBackend::dropout_mask`] (one element-wise product, one autodiff node), `x` itself
+/// otherwise or when the probability is 0, as Burn's `Dropout`.
+pub fn dropout<B: DetrBackend, const D: usize>(dropout: &Dropout, x: Tensor<B, D>) -> Tensor<B, D> {
+    if !B::ad_enabled(&x.device()) || dropout.prob == 0.0 {
+        return x;
+    }
+    let mask = B::dropout_mask(x.shape(), 1.0 - dropout.prob, &x.device(), x.dtype().into());
+    x * Tensor::from_primitive(TensorPrimitive::Float(mask))
 }
 
 /// `conv.forward(x)` through [`conv2d`] (Burn's `Conv2d::forward` when the padding is not

@@ -5,6 +5,7 @@
 //! Burn's own `MultiHeadAttention` applies dropout to the scores before the softmax, so DETR
 //! uses this module instead.
 
+use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
@@ -82,7 +83,9 @@ impl<B: Backend> MultiHeadAttention<B> {
             nheads,
         }
     }
+}
 
+impl<B: DetrBackend> MultiHeadAttention<B> {
     /// Attends `query [B, Lq, D]` to `key [B, Lk, D]` / `value [B, Lk, D]`; keys where
     /// `key_padding_mask [B, Lk]` is `true` get no weight.
     pub fn forward(
@@ -104,7 +107,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         if let Some(mask) = key_padding_mask {
             scores = scores.mask_fill(mask.reshape([b, 1, 1, lk]), MASKED_SCORE);
         }
-        let weights = self.dropout.forward(softmax(scores, 3));
+        let weights = dropout(&self.dropout, softmax(scores, 3));
         let context = weights
             .clone()
             .matmul(v)

@@ -3,6 +3,7 @@
 //! As in the original, the decoder's final LayerNorm is applied to a *copy* of every layer's
 //! output for the auxiliary heads, while the next layer receives the un-normalised state.
 
+use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{backend::Backend, Bool, Tensor};
@@ -67,7 +68,9 @@ impl<B: Backend> DecoderLayer<B> {
             normalize_before,
         }
     }
+}
 
+impl<B: DetrBackend> DecoderLayer<B> {
     /// `tgt`, `query_pos`: `[B, Q, D]`; `memory`, `pos`: `[B, S, D]`; `memory_mask`: `[B, S]`.
     pub fn forward(
         &self,
@@ -82,15 +85,15 @@ impl<B: Backend> DecoderLayer<B> {
             let t2 = self.norm1.forward(tgt.clone());
             let qk = t2.clone() + query_pos.clone();
             let sa = self.self_attn.forward(qk.clone(), qk, t2, None).context;
-            let tgt = tgt + self.dropout1.forward(sa);
+            let tgt = tgt + dropout(&self.dropout1, sa);
             let t2 = self.norm2.forward(tgt.clone());
             let ca = self
                 .cross_attn
                 .forward(t2 + query_pos, key, memory, Some(memory_mask));
-            let tgt = tgt + self.dropout2.forward(ca.context);
+            let tgt = tgt + dropout(&self.dropout2, ca.context);
             let t2 = self.ffn.forward(self.norm3.forward(tgt.clone()));
             DecoderLayerOutput {
-                tgt: tgt + self.dropout3.forward(t2),
+                tgt: tgt + dropout(&self.dropout3, t2),
                 cross_weights: ca.weights,
             }
         } else {
@@ -99,14 +102,16 @@ impl<B: Backend> DecoderLayer<B> {
                 .self_attn
                 .forward(qk.clone(), qk, tgt.clone(), None)
                 .context;
-            let tgt = self.norm1.forward(tgt + self.dropout1.forward(sa));
+            let tgt = self.norm1.forward(tgt + dropout(&self.dropout1, sa));
             let ca =
                 self.cross_attn
                     .forward(tgt.clone() + query_pos, key, memory, Some(memory_mask));
-            let tgt = self.norm2.forward(tgt + self.dropout2.forward(ca.context));
+            let tgt = self
+                .norm2
+                .forward(tgt + dropout(&self.dropout2, ca.context));
             let t2 = self.ffn.forward(tgt.clone());
             DecoderLayerOutput {
-                tgt: self.norm3.forward(tgt + self.dropout3.forward(t2)),
+                tgt: self.norm3.forward(tgt + dropout(&self.dropout3, t2)),
                 cross_weights: ca.weights,
             }
         }
@@ -131,7 +136,7 @@ pub struct DecoderOutput<B: Backend> {
     pub last_cross_weights: Tensor<B, 4>,
 }
 
-impl<B: Backend> Decoder<B> {
+impl<B: DetrBackend> Decoder<B> {
     /// Runs every layer, starting from `tgt` (zeros in DETR).
     pub fn forward(
         &self,

@@ -1,6 +1,7 @@
 //! The transformer encoder: self-attention over the flattened feature map, with the position
 //! embedding added to queries and keys and padded positions masked out as keys.
 
+use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{backend::Backend, Bool, Tensor};
@@ -47,7 +48,9 @@ impl<B: Backend> EncoderLayer<B> {
             normalize_before,
         }
     }
+}
 
+impl<B: DetrBackend> EncoderLayer<B> {
     /// `src`, `pos`: `[B, S, D]`; `mask`: `[B, S]`, `true` on padding.
     pub fn forward(
         &self,
@@ -62,18 +65,18 @@ impl<B: Backend> EncoderLayer<B> {
                 .self_attn
                 .forward(qk.clone(), qk, src2, Some(mask))
                 .context;
-            let src = src + self.dropout1.forward(attn);
+            let src = src + dropout(&self.dropout1, attn);
             let src2 = self.ffn.forward(self.norm2.forward(src.clone()));
-            src + self.dropout2.forward(src2)
+            src + dropout(&self.dropout2, src2)
         } else {
             let qk = src.clone() + pos;
             let attn = self
                 .self_attn
                 .forward(qk.clone(), qk, src.clone(), Some(mask))
                 .context;
-            let src = self.norm1.forward(src + self.dropout1.forward(attn));
+            let src = self.norm1.forward(src + dropout(&self.dropout1, attn));
             let src2 = self.ffn.forward(src.clone());
-            self.norm2.forward(src + self.dropout2.forward(src2))
+            self.norm2.forward(src + dropout(&self.dropout2, src2))
         }
     }
 }
@@ -87,7 +90,7 @@ pub struct Encoder<B: Backend> {
     pub norm: Option<LayerNorm<B>>,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: DetrBackend> Encoder<B> {
     /// Runs every layer: `[B, S, D]` → memory `[B, S, D]`.
     pub fn forward(
         &self,

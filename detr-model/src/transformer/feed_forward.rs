@@ -1,5 +1,6 @@
 //! The transformer's position-wise feed-forward block: `linear2(dropout(relu(linear1(x))))`.
 
+use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::relu;
@@ -27,10 +28,12 @@ impl<B: Backend> FeedForward<B> {
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
+}
 
+impl<B: DetrBackend> FeedForward<B> {
     /// Applies the block.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.linear2
-            .forward(self.dropout.forward(relu(self.linear1.forward(x))))
+            .forward(dropout(&self.dropout, relu(self.linear1.forward(x))))
     }
 }

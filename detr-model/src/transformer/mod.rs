@@ -17,6 +17,8 @@ use burn::module::Module;
 use burn::nn::LayerNormConfig;
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
+use crate::backend::DetrBackend;
+
 /// The encoder and decoder.
 #[derive(Module, Debug)]
 pub struct Transformer<B: Backend> {
@@ -88,7 +90,9 @@ impl<B: Backend> Transformer<B> {
             d_model,
         }
     }
+}
 
+impl<B: DetrBackend> Transformer<B> {
     /// `src`: projected features `[B, D, h, w]`; `mask`: `[B, h, w]` (`true` on padding);
     /// `query_embed`: `[Q, D]`; `pos`: `[B, D, h, w]`.
     pub fn forward(
