@@ -1,13 +1,14 @@
 //! The backend extension's max pooling (`DetrBackend::max_pool2d_value`, flex's own kernel at
 //! inference) against Burn's `max_pool2d` on flex: the ResNet stem's 3×3 stride-2 padding-1
 //! window on even and odd sizes, and other windows and strides. A maximum is exact: the values
-//! must be equal, not close.
+//! must be equal, not close. The indexed pooling of training (a stem that learns) gives Burn's
+//! indices too, and Burn's gradient under autodiff.
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::PaddingConfig2d;
-use burn::tensor::module::max_pool2d;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::module::{max_pool2d, max_pool2d_with_indices};
+use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 use detr_model::backend::cpu_pool::pooled_len;
 use detr_model::backend::max_pool_forward;
 use detr_model::DetrBackend;
@@ -40,17 +41,7 @@ fn burns(x: Tensor<Flex, 4>, kernel: [usize; 2], stride: [usize; 2], pad: [usize
 
 #[test]
 fn flex_max_pooling_equals_burns() {
-    // (shape, kernel, stride, padding)
-    let cases: &[([usize; 4], usize, usize, usize)] = &[
-        ([2, 3, 16, 16], 3, 2, 1),  // the stem, even size
-        ([1, 4, 17, 15], 3, 2, 1),  // odd sizes
-        ([1, 64, 40, 53], 3, 2, 1), // several planes per task
-        ([2, 2, 9, 8], 2, 2, 0),    // no padding
-        ([1, 3, 7, 6], 3, 1, 1),    // stride 1
-        ([1, 2, 5, 5], 5, 3, 2),    // wide window
-        ([1, 1, 3, 3], 3, 2, 1),    // tiny image
-    ];
-    for (i, &(shape, k, s, p)) in cases.iter().enumerate() {
+    for (i, &(shape, k, s, p)) in CASES.iter().enumerate() {
         let x = fixed(shape, i as u64);
         let (kernel, stride, pad) = ([k, k], [s, s], [p, p]);
         assert_eq!(
@@ -67,6 +58,35 @@ fn flex_max_pooling_equals_burns() {
     );
 }
 
+/// The cases of the comparisons: (shape, kernel, stride, padding).
+const CASES: &[([usize; 4], usize, usize, usize)] = &[
+    ([2, 3, 16, 16], 3, 2, 1),  // the stem, even size
+    ([1, 4, 17, 15], 3, 2, 1),  // odd sizes
+    ([1, 64, 40, 53], 3, 2, 1), // several planes per task
+    ([2, 2, 9, 8], 2, 2, 0),    // no padding
+    ([1, 3, 7, 6], 3, 1, 1),    // stride 1
+    ([1, 2, 5, 5], 5, 3, 2),    // wide window
+    ([1, 1, 3, 3], 3, 2, 1),    // tiny image
+];
+
+#[test]
+fn flex_indexed_pooling_equals_burns_values_and_indices() {
+    // Every seventh input is 0.5, so windows with tied maxima occur: the index must be the one
+    // Burn's backward pass expects (the first in the window's row-major order).
+    for (i, &(shape, k, s, p)) in CASES.iter().enumerate() {
+        let x = fixed(shape, i as u64 + 20);
+        let (kernel, stride, pad) = ([k, k], [s, s], [p, p]);
+        let ours =
+            Flex::max_pool2d_indexed(x.clone().into_primitive().tensor(), kernel, stride, pad);
+        let burns = max_pool2d_with_indices(x, kernel, stride, pad, [1, 1], false);
+        let case = format!("case {shape:?} kernel {k} stride {s} padding {p}");
+        let values = Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(ours.output));
+        assert_eq!(values.into_data(), burns.0.into_data(), "{case}");
+        let indices = Tensor::<Flex, 4, Int>::from_primitive(ours.indices);
+        assert_eq!(indices.into_data(), burns.1.into_data(), "{case}");
+    }
+}
+
 #[test]
 fn the_stem_pooling_module_takes_the_same_path_everywhere() {
     let pool = MaxPool2dConfig::new([3, 3])
@@ -80,7 +100,7 @@ fn the_stem_pooling_module_takes_the_same_path_everywhere() {
     // Under autodiff, an input no gradient flows to (a frozen stem): the same values.
     let xa = Tensor::<Autodiff<Flex>, 4>::from_data(x.clone().into_data(), &Default::default());
     assert_eq!(max_pool_forward(&pool, xa).into_data(), plain);
-    // A tracked input: Burn's node, the same values and Burn's gradient.
+    // A tracked input: our node over the indexed pooling, the same values and Burn's gradient.
     let device = Default::default();
     let ours =
         Tensor::<Autodiff<Flex>, 4>::from_data(x.clone().into_data(), &device).require_grad();

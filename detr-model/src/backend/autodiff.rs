@@ -14,7 +14,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
 use burn::tensor::{FloatDType, Shape};
 
 use super::{DetrBackend, GroupNormStats};
@@ -173,6 +174,50 @@ impl<B: DetrBackend> Backward<B, 3> for GroupNormNode {
     }
 }
 
+/// The node of the stem's max pooling when its input takes a gradient: the values and indices
+/// from [`DetrBackend::max_pool2d_indexed`], the backward pass Burn's
+/// `max_pool2d_with_indices_backward` (what Burn's own node computes).
+#[derive(Debug)]
+struct MaxPool2dNode;
+
+/// What [`MaxPool2dNode`] keeps for its backward pass.
+#[derive(Debug, Clone)]
+struct MaxPool2dState<B: Backend> {
+    x: NodeId,
+    indices: IntTensor<B>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+}
+
+impl<B: DetrBackend> Backward<B, 1> for MaxPool2dNode {
+    type State = MaxPool2dState<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let state = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
+        if let [Some(node)] = ops.parents {
+            let gx = B::max_pool2d_with_indices_backward(
+                x,
+                state.kernel,
+                state.stride,
+                state.padding,
+                [1, 1],
+                false,
+                grad,
+                state.indices,
+            );
+            grads.register::<B>(node.id, gx.x_grad);
+        }
+    }
+}
+
 impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
     fn detr_group_norm(
         x: FloatTensor<Self>,
@@ -229,7 +274,8 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
 
     /// An input no gradient flows to (the stem of the original's recipe, frozen): the inner
     /// backend's pooling, which needs no indices, as a tensor outside the graph (what Burn's
-    /// own node does for such an input, with `max_pool2d`). Otherwise Burn's node.
+    /// own node does for such an input, with `max_pool2d`). Otherwise one [`MaxPool2dNode`]
+    /// over the inner backend's [`DetrBackend::max_pool2d_indexed`].
     fn max_pool2d_value(
         x: FloatTensor<Self>,
         kernel: [usize; 2],
@@ -240,7 +286,26 @@ impl<B: DetrBackend, C: CheckpointStrategy> DetrBackend for Autodiff<B, C> {
             let y = B::max_pool2d_value(x.primitive, kernel, stride, padding);
             return <Self as AutodiffBackend>::from_inner(y);
         }
-        Self::max_pool2d(x, kernel, stride, padding, [1, 1], false)
+        match MaxPool2dNode
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let pooled = B::max_pool2d_indexed(x.primitive.clone(), kernel, stride, padding);
+                let state = MaxPool2dState {
+                    x: prep.checkpoint(&x),
+                    indices: pooled.indices,
+                    kernel,
+                    stride,
+                    padding,
+                };
+                prep.finish(state, pooled.output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::max_pool2d_value(x.primitive, kernel, stride, padding))
+            }
+        }
     }
 
     fn dropout_mask(

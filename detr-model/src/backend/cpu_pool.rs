@@ -1,9 +1,11 @@
-//! The ResNet stem's max pooling (3×3, stride 2, padding 1) on the CPU, for inference: no
+//! The ResNet stem's max pooling (3×3, stride 2, padding 1) on the CPU. For inference no
 //! indices (burn-flex computes and stores an `i64` index per output even when they are not
 //! asked for, with a bounds check per tap), each output row the maximum over its input rows
-//! (one vectorisable pass per row) then over each window's columns. One rayon task per group
-//! of channel planes. Float32, dilation 1, floor mode; padding is never the maximum, as in
-//! PyTorch.
+//! (one vectorisable pass per row) then over each window's columns. For training (a stem that
+//! learns) the values with burn-flex's indices, each window scanned within its clipped bounds
+//! (flex runs its generic 3-D pooling with a bounds check per tap: 4% of the `tiny` step).
+//! One rayon task per group of channel planes. Float32, dilation 1, floor mode; padding is
+//! never the maximum, as in PyTorch.
 
 use rayon::prelude::*;
 
@@ -55,6 +57,58 @@ pub fn max_pool2d_f32(
             }
         });
     Some((y, [ho, wo]))
+}
+
+/// [`max_pool2d_f32`] with the index of each maximum within its input plane (`row · w + col`,
+/// the first maximum in the window's row-major order on ties: burn-flex's convention, which
+/// its `max_pool2d_with_indices_backward` takes).
+pub fn max_pool2d_indexed_f32(
+    x: &[f32],
+    [planes, h, w]: [usize; 3],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) -> Option<(Vec<f32>, Vec<i64>, [usize; 2])> {
+    let ho = pooled_len(h, kh, sh, ph)?;
+    let wo = pooled_len(w, kw, sw, pw)?;
+    let mut y = vec![0f32; planes * ho * wo];
+    let mut indices = vec![0i64; planes * ho * wo];
+    if y.is_empty() {
+        return Some((y, indices, [ho, wo]));
+    }
+    let plane_out = ho * wo;
+    let planes_per_task = (VALUES_PER_TASK / plane_out).max(1);
+    let chunk = plane_out * planes_per_task;
+    y.par_chunks_mut(chunk)
+        .zip(indices.par_chunks_mut(chunk))
+        .zip(x.par_chunks(h * w * planes_per_task))
+        .for_each(|((out, index), input)| {
+            let planes = out
+                .chunks_mut(plane_out)
+                .zip(index.chunks_mut(plane_out))
+                .zip(input.chunks(h * w));
+            for ((out, index), plane) in planes {
+                for oh in 0..ho {
+                    let top = (oh * sh).saturating_sub(ph);
+                    let bottom = (oh * sh + kh - ph).min(h);
+                    for ow in 0..wo {
+                        let left = (ow * sw).saturating_sub(pw);
+                        let right = (ow * sw + kw - pw).min(w);
+                        let mut best = top * w + left;
+                        for r in top..bottom {
+                            for i in r * w + left..r * w + right {
+                                if plane[i] > plane[best] {
+                                    best = i;
+                                }
+                            }
+                        }
+                        out[oh * wo + ow] = plane[best];
+                        index[oh * wo + ow] = best as i64;
+                    }
+                }
+            }
+        });
+    Some((y, indices, [ho, wo]))
 }
 
 /// One plane: for each output row the column-wise maximum of its input rows in `rows`, then

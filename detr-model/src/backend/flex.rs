@@ -8,7 +8,8 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::ops::{
-    ActivationOps, ConvOptions, FloatTensor, FloatTensorOps, IntTensorOps, ModuleOps,
+    ActivationOps, ConvOptions, FloatTensor, FloatTensorOps, IntTensorOps, MaxPool2dWithIndices,
+    ModuleOps,
 };
 use burn::tensor::{DType, Distribution, FloatDType, IntDType, Shape, TensorData};
 
@@ -90,6 +91,31 @@ impl DetrBackend for Flex {
             _ => None,
         };
         pooled.unwrap_or_else(|| Flex::max_pool2d(x, kernel, stride, padding, [1, 1], false))
+    }
+
+    fn max_pool2d_indexed(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> MaxPool2dWithIndices<Self> {
+        if let (Some([n, c, h, w]), DType::F32) = (dims4(&x), x.dtype()) {
+            let plain_x = plain(x.clone());
+            let pooled = cpu_pool::max_pool2d_indexed_f32(
+                plain_x.storage(),
+                [n * c, h, w],
+                kernel,
+                stride,
+                padding,
+            );
+            if let Some((y, indices, [ho, wo])) = pooled {
+                return MaxPool2dWithIndices {
+                    output: tensor(y, [n, c, ho, wo]),
+                    indices: FlexTensor::from_data(TensorData::new(indices, [n, c, ho, wo])),
+                };
+            }
+        }
+        Flex::max_pool2d_with_indices(x, kernel, stride, padding, [1, 1], false)
     }
 
     /// The mask from [`cpu_dropout`], seeded by one draw from flex's generator (so

@@ -46,7 +46,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{Dropout, PaddingConfig2d};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::{ConvOptions, FloatTensor, MaxPool2dWithIndices};
 use burn::tensor::{Distribution, FloatDType, Shape, Tensor, TensorPrimitive};
 
 /// GroupNorm's statistics per (image, group), `[N·G]` each.
@@ -164,6 +164,18 @@ pub trait DetrBackend: Backend {
     ) -> FloatTensor<Self> {
         let mask = Self::float_random(shape, Distribution::Bernoulli(keep), device, dtype);
         Self::float_mul_scalar(mask, (1.0 / keep).into())
+    }
+
+    /// [`DetrBackend::max_pool2d_value`] with the indices its backward pass takes
+    /// (`max_pool2d_with_indices_backward`): Burn's `max_pool2d_with_indices` unless the
+    /// backend has a better one (flex, [`cpu_pool`]).
+    fn max_pool2d_indexed(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> MaxPool2dWithIndices<Self> {
+        Self::max_pool2d_with_indices(x, kernel, stride, padding, [1, 1], false)
     }
 
     /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
