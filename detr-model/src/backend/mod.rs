@@ -22,8 +22,10 @@
 //!
 //! GroupNorm (the backbone's normalisation when trained from scratch) is the backend's own
 //! computation where it has one ([`DetrBackend::group_norm_forward`]; flex: [`cpu_group_norm`]),
-//! one autodiff node; the stem's max pooling takes [`cpu_pool`] on flex at inference and skips
-//! the graph under autodiff when no gradient flows to its input.
+//! one autodiff node; the stem's max pooling takes [`cpu_pool`] on flex (without indices at
+//! inference; with them, as one autodiff node, when the stem learns) and skips the graph under
+//! autodiff when no gradient flows to its input. The transformer's dropout multiplies by a mask
+//! from [`DetrBackend::dropout_mask`] (flex: [`cpu_dropout`], drawn on all cores).
 //!
 //! Under the CPU backends' tensors, [`cpu_memory::retain_freed_memory`] keeps glibc from giving
 //! each large buffer fresh pages from the kernel (the binaries call it first thing).
