@@ -48,13 +48,10 @@ pub fn mask_f32(len: usize, keep: f64, seed: u64) -> Vec<f32> {
     mask
 }
 
-/// The seed of chunk `index` of the mask drawn from `seed`: the two mixed so that neighbouring
-/// chunks (and neighbouring seeds) start unrelated generators.
+/// The seed of chunk `index` of the mask drawn from `seed` (`seed_from_u64` mixes it further, so
+/// neighbouring chunks start unrelated generators).
 fn chunk_seed(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    seed ^ index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 #[cfg(test)]

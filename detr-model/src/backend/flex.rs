@@ -8,8 +8,7 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::ops::{
-    ActivationOps, ConvOptions, FloatTensor, FloatTensorOps, IntTensorOps, MaxPool2dWithIndices,
-    ModuleOps,
+    ActivationOps, ConvOptions, FloatTensor, IntTensorOps, MaxPool2dWithIndices, ModuleOps,
 };
 use burn::tensor::{DType, Distribution, FloatDType, IntDType, Shape, TensorData};
 
@@ -127,8 +126,7 @@ impl DetrBackend for Flex {
         dtype: FloatDType,
     ) -> FloatTensor<Self> {
         if !matches!(dtype, FloatDType::F32) {
-            let mask = Flex::float_random(shape, Distribution::Bernoulli(keep), device, dtype);
-            return Flex::float_mul_scalar(mask, (1.0 / keep).into());
+            return super::bernoulli_mask::<Flex>(shape, keep, device, dtype);
         }
         // 53 random bits from the backend's generator.
         let draw = Distribution::Uniform(0.0, (1u64 << 53) as f64);

@@ -164,8 +164,7 @@ pub trait DetrBackend: Backend {
         device: &Self::Device,
         dtype: FloatDType,
     ) -> FloatTensor<Self> {
-        let mask = Self::float_random(shape, Distribution::Bernoulli(keep), device, dtype);
-        Self::float_mul_scalar(mask, (1.0 / keep).into())
+        bernoulli_mask::<Self>(shape, keep, device, dtype)
     }
 
     /// [`DetrBackend::max_pool2d_value`] with the indices its backward pass takes
@@ -376,6 +375,17 @@ pub fn max_pool_forward<B: DetrBackend>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Te
         }
         _ => pool.forward(x),
     }
+}
+
+/// Burn's dropout mask: a Bernoulli sample with probability `keep`, scaled by `1 / keep`.
+pub fn bernoulli_mask<B: Backend>(
+    shape: Shape,
+    keep: f64,
+    device: &B::Device,
+    dtype: FloatDType,
+) -> FloatTensor<B> {
+    let mask = B::float_random(shape, Distribution::Bernoulli(keep), device, dtype);
+    B::float_mul_scalar(mask, (1.0 / keep).into())
 }
 
 /// `dropout.forward(x)`: in training (an autodiff backend) `x` times a mask from
