@@ -5,11 +5,12 @@
 //! Burn's own `MultiHeadAttention` applies dropout to the scores before the softmax, so DETR
 //! uses this module instead.
 
-use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{backend::Backend, Bool, Tensor};
+
+use crate::backend::{dropout, DetrBackend};
 
 /// Score given to padded keys before the softmax. Finite, so that a fully padded row gives
 /// uniform weights instead of PyTorch's NaN; any real score is far above it.

@@ -3,13 +3,13 @@
 //! As in the original, the decoder's final LayerNorm is applied to a *copy* of every layer's
 //! output for the auxiliary heads, while the next layer receives the un-normalised state.
 
-use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use super::attention::MultiHeadAttention;
 use super::feed_forward::FeedForward;
+use crate::backend::{dropout, DetrBackend};
 
 /// One decoder layer (post-norm by default, pre-norm when `normalize_before`).
 #[derive(Module, Debug)]

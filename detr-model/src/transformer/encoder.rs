@@ -1,13 +1,13 @@
 //! The transformer encoder: self-attention over the flattened feature map, with the position
 //! embedding added to queries and keys and padded positions masked out as keys.
 
-use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use super::attention::MultiHeadAttention;
 use super::feed_forward::FeedForward;
+use crate::backend::{dropout, DetrBackend};
 
 /// One encoder layer (post-norm by default, pre-norm when `normalize_before`).
 #[derive(Module, Debug)]

@@ -1,12 +1,12 @@
 //! The transformer's position-wise feed-forward block: `linear2(dropout(relu(linear1(x))))`.
 
-use crate::backend::{dropout, DetrBackend};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::attention::xavier_linear;
+use crate::backend::{dropout, DetrBackend};
 
 /// Feed-forward block of a transformer layer.
 #[derive(Module, Debug)]
