@@ -228,3 +228,68 @@ fn epilogue_by_hand() {
     relu_grad_f32(&y, &mut g);
     assert_eq!(g, vec![1., 0., 3., 4., 0., 6., 0., 0.]);
 }
+
+/// The CPU kernels alone (`cpu_conv::weight_grad_f32`, `cpu_input_grad::input_grad_f32`)
+/// against flex's `conv2d_weight_backward` and `conv2d_x_backward`, on images large enough to
+/// be taken in several blocks of output rows with a shorter last block (the stem, 3×3 with
+/// stride 1 and 2, dilation 2, 1×1), an odd batch, and rayon pools of 1, 2 and 4 threads (so
+/// the work splits into one, two or four channel groups per image whatever the machine).
+#[test]
+fn blocked_gradients_match_burns_on_any_thread_count() {
+    use burn::tensor::ops::ModuleOps;
+    use detr_model::backend::cpu_input_grad;
+    const BLOCKED: &[Case] = &[
+        (3, 3, 4, 70, 7, 2, 3, 1),  // the stem: 35 output rows in blocks of 12
+        (3, 16, 5, 40, 3, 1, 1, 1), // 40 rows in blocks of 11
+        (3, 16, 6, 61, 3, 2, 1, 1), // stride 2: 31 rows in blocks of 14
+        (3, 8, 5, 48, 3, 1, 2, 2),  // dilation 2: 48 rows in blocks of 18
+        (3, 64, 4, 40, 1, 1, 0, 1), // pointwise: 40 rows in blocks of 25
+    ];
+    for &(n, c, o, size, k, stride, pad, dil) in BLOCKED {
+        let options = ConvOptions::new([stride; 2], [pad; 2], [dil; 2], 1);
+        let out = (size + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+        let x = fixed([n, c, size, size], 11);
+        let w = fixed([o, c, k, k], 12);
+        let g = fixed([n, o, out, out], 13);
+        let prim = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+        let as_values = |t| {
+            values(Tensor::<Flex, 4>::from_primitive(
+                burn::tensor::TensorPrimitive::Float(t),
+            ))
+        };
+        let burn_dw = as_values(Flex::conv2d_weight_backward(
+            prim(&x),
+            prim(&w),
+            prim(&g),
+            options.clone(),
+        ));
+        let burn_dx = as_values(Flex::conv2d_x_backward(
+            prim(&x),
+            prim(&w),
+            prim(&g),
+            options.clone(),
+        ));
+        let geo = cpu_conv::Geometry::new([n, c, size, size], [o, k, k], [out, out], &options);
+        let (xs, ws, gs) = (values(x.clone()), values(w.clone()), values(g.clone()));
+        for threads in [1, 2, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (dw, dx) = pool.install(|| {
+                (
+                    cpu_conv::weight_grad_f32(&xs, &gs, &geo),
+                    cpu_input_grad::input_grad_f32(&gs, &ws, &geo),
+                )
+            });
+            let case = (n, c, o, size, k, stride, pad, dil);
+            for (what, ours, burn) in [("weight", &dw, &burn_dw), ("input", &dx, &burn_dx)] {
+                let err = rel_err(ours, burn);
+                assert!(
+                    err <= TOLERANCE,
+                    "{case:?} on {threads} threads: {what} gradient differs by {err:e}"
+                );
+            }
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! The weight gradient of a 2-D convolution on the CPU as matrix products: for each image,
 //! `dW [O, C·kh·kw] += G [O, L] · cols(x)ᵀ [L, C·kh·kw]`, where `L` is the number of output
 //! positions and `cols(x)` the image's im2col matrix (the input itself for a 1×1 convolution
-//! with stride 1 and no padding). The products run on the `gemm` crate (the GEMM burn-flex
-//! uses), the im2col on rayon.
+//! with stride 1 and no padding), taken in blocks of output rows that stay in cache
+//! ([`weight_grad_f32`]). The products run on the `gemm` crate (the GEMM burn-flex uses), the
+//! blocks on rayon.
 //!
 //! The value of a convolution with few input channels is computed the same way
 //! ([`conv2d_value`]): `y [O, L] = W [O, C·kh·kw] · cols(x)` per image.
@@ -127,7 +128,7 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
         let rhs: &[f32] = if pointwise {
             xb
         } else {
-            im2col(xb, geo, &mut cols, true);
+            im2col(xb, geo, 0..geo.out_size[0], &mut cols, true);
             &cols
         };
         if let Some(bias) = bias {
@@ -229,26 +230,38 @@ impl Geometry {
 
 /// `dW [O, C, kh, kw]` (row-major) from `x [N, C, H, W]` and `g [N, O, Ho, Wo]` (row-major).
 ///
-/// Small images (as in [`input_grad_f32`](super::cpu_input_grad::input_grad_f32)) with at
-/// least as many images as rayon threads: each thread takes a group of images on its own (its
-/// im2col buffer, its partial sum, single-threaded products) and the partial sums are added at
-/// the end. One parallel region for the batch, where splitting each small product across the
-/// threads costs two regions per image and packs the shared operand on one thread (a sixth of
-/// the tiny step's main thread, `docs/performance.md`). Otherwise the threads share each
-/// image's product.
+/// The output positions of each image are taken in blocks of whole output rows
+/// ([`block_rows`]): a block's im2col matrix `[C·kh·kw, rows·Wo]` stays in the core's cache
+/// while the product `dW += G_block · cols_blockᵀ` packs it (reading it transposed, across its
+/// rows), where a whole image's matrix (2.4 MB for the tiny preset's stem) did not. The
+/// blocks of the batch are split into one contiguous run per rayon thread; each thread
+/// accumulates its run into a partial sum of its own with single-threaded products, and the
+/// partial sums are added at the end: one parallel region for the whole gradient. With fewer
+/// blocks than threads the blocks are taken in turn, each product on all threads.
 pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     let (o, k, l) = geo.gemm_dims();
-    let threads = rayon::current_num_threads();
-    let per_image = k * l * o <= SMALL_IMAGE_PRODUCT && threads > 1 && geo.batch >= threads;
-    if l == 0 || k == 0 || o == 0 || !per_image {
-        return weight_grad_images(x, g, geo, 0..geo.batch, true);
+    if l == 0 || k == 0 || o == 0 {
+        return vec![0f32; o * k];
     }
-    let per_task = geo.batch.div_ceil(threads);
-    let mut partials: Vec<Vec<f32>> = (0..geo.batch.div_ceil(per_task))
+    let [ho, _] = geo.out_size;
+    let rows = block_rows(geo);
+    let blocks = ho.div_ceil(rows);
+    let items = geo.batch * blocks;
+    let threads = rayon::current_num_threads();
+    if threads < 2 || items < threads {
+        return weight_grad_blocks(x, g, geo, 0..items, true);
+    }
+    let per_task = items.div_ceil(threads);
+    let mut partials: Vec<Vec<f32>> = (0..items.div_ceil(per_task))
         .into_par_iter()
         .map(|t| {
-            let images = t * per_task..((t + 1) * per_task).min(geo.batch);
-            weight_grad_images(x, g, geo, images, false)
+            weight_grad_blocks(
+                x,
+                g,
+                geo,
+                t * per_task..((t + 1) * per_task).min(items),
+                false,
+            )
         })
         .collect();
     let mut dw = partials.swap_remove(0);
@@ -265,64 +278,89 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     dw
 }
 
-/// Products `C·kh·kw × Ho·Wo × O` per image up to which
-/// [`input_grad_f32`](super::cpu_input_grad::input_grad_f32) and [`weight_grad_f32`] give each
-/// image to one thread.
-pub(super) const SMALL_IMAGE_PRODUCT: usize = 1 << 24;
-
 /// Values of the weight gradient summed by one rayon task.
 const SUM_CHUNK: usize = 1 << 16;
 
-/// The weight gradient's sum over `images` of the batch; `parallel`: im2col and the products on
-/// all rayon threads, else on the calling thread alone.
-fn weight_grad_images(
+/// Values of one block's im2col matrix (or columns of the input gradient) aimed at by
+/// [`block_rows`] (256 KiB of float32: within
+/// a core's L2 cache).
+const BLOCK_VALUES: usize = 1 << 16;
+
+/// Output positions per block of [`weight_grad_f32`] (and of the input gradient) at least: the product's reduction is
+/// the block's positions, and a shorter one would spend more on reading and writing the
+/// gradient `[O, C·kh·kw]` than on arithmetic.
+const BLOCK_MIN_POSITIONS: usize = 256;
+
+/// Output rows per block of [`weight_grad_f32`] and of
+/// [`input_grad_f32`](super::cpu_input_grad::input_grad_f32): as many as keep the block's im2col matrix
+/// `[C·kh·kw, rows·Wo]` within [`BLOCK_VALUES`], but at least [`BLOCK_MIN_POSITIONS`]
+/// positions (and at most the image).
+pub(super) fn block_rows(geo: &Geometry) -> usize {
+    let (_, k, _) = geo.gemm_dims();
+    let [ho, wo] = geo.out_size;
+    let wo = wo.max(1);
+    (BLOCK_VALUES / (k * wo).max(1))
+        .max(BLOCK_MIN_POSITIONS.div_ceil(wo))
+        .clamp(1, ho.max(1))
+}
+
+/// The weight gradient's sum over the blocks `items` (block `i` is rows
+/// `(i % blocks)·rows ..` of image `i / blocks`, [`block_rows`]); `parallel`: im2col and the
+/// products on all rayon threads, else on the calling thread alone.
+fn weight_grad_blocks(
     x: &[f32],
     g: &[f32],
     geo: &Geometry,
-    images: std::ops::Range<usize>,
+    items: std::ops::Range<usize>,
     parallel: bool,
 ) -> Vec<f32> {
     let [h, w] = geo.in_size;
+    let [ho, wo] = geo.out_size;
     let c = geo.in_channels;
     let (o, k, l) = geo.gemm_dims();
     let mut dw = vec![0f32; o * k];
-    if l == 0 || k == 0 || o == 0 {
-        return dw;
-    }
+    let rows = block_rows(geo);
+    let blocks = ho.div_ceil(rows);
     let pointwise = geo.is_pointwise();
     let mut cols = if pointwise {
         Vec::new()
     } else {
-        vec![0f32; k * l]
+        vec![0f32; k * rows * wo]
     };
-    let first = images.start;
-    for b in images {
+    let first = items.start;
+    for item in items {
+        let (b, block) = (item / blocks, item % blocks);
+        let out_rows = block * rows..((block + 1) * rows).min(ho);
+        let lb = out_rows.len() * wo;
+        let l0 = out_rows.start * wo;
         let xb = &x[b * c * h * w..(b + 1) * c * h * w];
-        let gb = &g[b * o * l..(b + 1) * o * l];
-        let rhs: &[f32] = if pointwise {
-            xb
+        let gb = &g[b * o * l + l0..];
+        // The block's columns of the im2col matrix: [k, lb] with row stride `stride`.
+        let (rhs, stride): (&[f32], usize) = if pointwise {
+            (&xb[l0..], l)
         } else {
-            im2col(xb, geo, &mut cols, parallel);
-            &cols
+            im2col(xb, geo, out_rows, &mut cols[..k * lb], parallel);
+            (&cols, lb)
         };
-        // dw [o, k] (+)= gb [o, l] · rhsᵀ, rhs being [k, l] row-major.
-        // SAFETY: every pointer covers its matrix: dw is o×k with row stride k, gb is o×l with
-        // row stride l, rhs is k×l with row stride l (read as its l×k transpose); the three
-        // do not overlap.
+        // dw [o, k] (+)= gb [o, lb] · rhsᵀ, rhs being [k, lb] with row stride `stride`.
+        // SAFETY: dw is o×k with row stride k; gb starts at the block's first column of the
+        // image's o×l gradient (row stride l, lb columns from there); rhs starts at the block's
+        // first column of a k-row matrix with row stride `stride` (lb columns from there, read
+        // as its lb×k transpose); the three do not overlap.
         unsafe {
             gemm::gemm(
                 o,
                 k,
-                l,
+                lb,
                 dw.as_mut_ptr(),
                 1,
                 k as isize,
-                b > first,
+                item > first,
                 gb.as_ptr(),
                 1,
                 l as isize,
                 rhs.as_ptr(),
-                l as isize,
+                stride as isize,
                 1,
                 1.0,
                 1.0,
@@ -373,14 +411,20 @@ pub(super) fn column_range(
 /// Fills `cols [C·kh·kw, Ho·Wo]` with one image's im2col matrix: row `(ci, i, j)` holds the
 /// input value under kernel position `(i, j)` for every output position (0 in the padding);
 /// on all rayon threads when `parallel`, else on the calling thread.
-fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32], parallel: bool) {
+fn im2col(
+    x: &[f32],
+    geo: &Geometry,
+    out_rows: std::ops::Range<usize>,
+    cols: &mut [f32],
+    parallel: bool,
+) {
     let [h, w] = geo.in_size;
-    let [ho, wo] = geo.out_size;
+    let [_, wo] = geo.out_size;
     let [kh, kw] = geo.kernel;
     let [sh, sw] = geo.stride;
     let [ph, pw] = geo.padding;
     let [dh, dwl] = geo.dilation;
-    let l = ho * wo;
+    let l = out_rows.len() * wo;
     let fill_row = |(row, out): (usize, &mut [f32])| {
         let ci = row / (kh * kw);
         let i = (row / kw) % kh;
@@ -388,8 +432,8 @@ fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32], parallel: bool) {
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         // Output columns whose input column lies inside the image: ow·sw + j·dw − pw ∈ [0, w).
         let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
-        for oh in 0..ho {
-            let dst = &mut out[oh * wo..(oh + 1) * wo];
+        for (r, oh) in out_rows.clone().enumerate() {
+            let dst = &mut out[r * wo..(r + 1) * wo];
             let ih = (oh * sh + i * dh) as isize - ph as isize;
             if ih < 0 || ih >= h as isize || first >= end {
                 dst.fill(0.0);
@@ -403,9 +447,10 @@ fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32], parallel: bool) {
                 let start = start as usize;
                 dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
             } else {
-                let from = src[start as usize..].iter().step_by(sw);
-                for (d, v) in dst[first..end].iter_mut().zip(from) {
-                    *d = *v;
+                // Every `sw`-th input value: the first of each chunk of `sw`.
+                let from = src[start as usize..].chunks(sw);
+                for (d, step) in dst[first..end].iter_mut().zip(from) {
+                    *d = step[0];
                 }
             }
         }

@@ -4,14 +4,23 @@
 
 use rayon::prelude::*;
 
-use super::cpu_conv::{column_range, rows_per_task, Geometry, SMALL_IMAGE_PRODUCT};
+use super::cpu_conv::{block_rows, column_range, Geometry};
 
-/// `dX [N, C, H, W]` (row-major) from `g [N, O, Ho, Wo]` and `w [O, C, kh, kw]` (row-major):
-/// per image `cols [C·kh·kw, L] = Wᵀ · G_b` and the columns summed back into the image
-/// (col2im, one rayon task per group of input channels); for a 1×1 convolution with stride 1
-/// and no padding `Wᵀ · G_b` is the image's gradient itself.
+/// `dX [N, C, H, W]` (row-major) from `g [N, O, Ho, Wo]` and `w [O, C, kh, kw]` (row-major).
+///
+/// The work is split into tasks of one image and one group of its input channels, which
+/// write disjoint parts of `dX`: as many groups per image as make the tasks divide evenly
+/// among the rayon threads (one for an even batch on two threads). Each task takes its
+/// image's output positions in blocks of whole output rows (`cpu_conv::block_rows`): the
+/// block's columns `cols [C_group·kh·kw, rows·Wo] = W_groupᵀ · G_block` stay in the core's
+/// cache until col2im has summed them into the group's channels, where a whole image's
+/// columns (38 MB for the r50's first 3×3 convolution at 512²) went through memory twice.
+/// Products are single-threaded within a task. For a 1×1 convolution with stride 1 and no
+/// padding `W_groupᵀ · G` is the group's gradient itself.
 pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
     let [h, wi] = geo.in_size;
+    let [ho, wo] = geo.out_size;
+    let [kh, kw] = geo.kernel;
     let c = geo.in_channels;
     let (o, k, l) = geo.gemm_dims();
     let plane = h * wi;
@@ -19,102 +28,144 @@ pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
     if l == 0 || k == 0 || o == 0 || plane == 0 {
         return dx;
     }
+    let taps = kh * kw;
     let pointwise = geo.is_pointwise();
-    // Small images (the tiny preset's deeper layers) are one task each, with a single-threaded
-    // GEMM: split across threads, their products cost more in hand-offs than in arithmetic.
-    let per_image = k * l * o <= SMALL_IMAGE_PRODUCT;
-    let image = |gb: &[f32], dxb: &mut [f32], cols: &mut Vec<f32>, parallelism| {
-        if !pointwise {
-            cols.resize(k * l, 0.0);
+    let threads = rayon::current_num_threads().max(1);
+    let groups = (threads / gcd(geo.batch, threads)).clamp(1, c);
+    let per_group = c.div_ceil(groups);
+    let rows = block_rows(geo);
+    let task = |cols: &mut Vec<f32>, (b, first_channel, dxg): (usize, usize, &mut [f32])| {
+        let kg = dxg.len() / plane * taps;
+        let gb = &g[b * o * l..(b + 1) * o * l];
+        // Wᵀ's rows of the group: w is [o, k] row-major, read as the k×o transpose from
+        // column `first_channel · taps` on.
+        let wg = &w[first_channel * taps..];
+        if pointwise {
+            // dxg [kg, l] = wgᵀ [kg, o] · gb [o, l].
+            // SAFETY: dxg is kg×l with row stride l (kg = the group's channels, l = H·W);
+            // wg is read as a kg×o matrix with row stride 1 and column stride k, inside w;
+            // gb is o×l with row stride l; none overlap.
+            unsafe { transposed_product(kg, l, o, dxg, l, wg, k, gb, l) };
+            return;
         }
-        let dst: &mut [f32] = if pointwise { dxb } else { cols };
-        // dst [k, l] = wᵀ [k, o] · gb [o, l]; w is [o, k] row-major, read transposed.
-        // SAFETY: dst is k×l with row stride l (the image's gradient for a pointwise
-        // convolution, whose k = C and l = H·W); w is o×k row-major, read as its k×o transpose
-        // (column stride k, row stride 1); gb is o×l with row stride l; none overlap.
-        unsafe {
-            gemm::gemm(
-                k,
-                l,
-                o,
-                dst.as_mut_ptr(),
-                1,
-                l as isize,
-                false,
-                w.as_ptr(),
-                k as isize,
-                1,
-                gb.as_ptr(),
-                1,
-                l as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-        if !pointwise {
-            col2im(cols, geo, dxb);
+        for start in (0..ho).step_by(rows) {
+            let out_rows = start..(start + rows).min(ho);
+            let lb = out_rows.len() * wo;
+            cols.resize(kg * lb, 0.0);
+            // cols [kg, lb] = wgᵀ [kg, o] · gb [o, block's columns].
+            // SAFETY: cols is kg×lb with row stride lb; wg as above; gb from the block's
+            // first column, o rows with row stride l and lb columns each; none overlap.
+            unsafe {
+                transposed_product(kg, lb, o, cols, lb, wg, k, &gb[start * wo..], l);
+            }
+            col2im(cols, geo, out_rows, dxg);
         }
     };
-    if per_image {
-        dx.par_chunks_mut(c * plane)
-            .zip(g.par_chunks(o * l))
-            .for_each_with(Vec::new(), |cols, (dxb, gb)| {
-                image(gb, dxb, cols, gemm::Parallelism::None)
-            });
-    } else {
-        let mut cols = Vec::new();
-        for (dxb, gb) in dx.chunks_mut(c * plane).zip(g.chunks(o * l)) {
-            image(gb, dxb, &mut cols, gemm::Parallelism::Rayon(0));
-        }
-    }
+    dx.par_chunks_mut(c * plane)
+        .enumerate()
+        .flat_map(|(b, image)| {
+            image
+                .par_chunks_mut(per_group * plane)
+                .enumerate()
+                .map(move |(i, dxg)| (b, i * per_group, dxg))
+        })
+        .for_each_init(Vec::new, task);
     dx
 }
 
-/// Sums one image's columns `cols [C·kh·kw, Ho·Wo]` back into its gradient `dx [C, H, W]`
-/// (zeroed): the adjoint of im2col (`cpu_conv`).
-fn col2im(cols: &[f32], geo: &Geometry, dx: &mut [f32]) {
+/// `dst [m, n] = aᵀ · b` on the calling thread, `a` being `[k, m]` with row stride `a_stride`
+/// (read transposed) and `b` `[k, n]` with row stride `b_stride`; `dst` has row stride
+/// `dst_stride`.
+///
+/// # Safety
+/// The three matrices lie within their slices with the given strides and do not overlap.
+#[allow(clippy::too_many_arguments)]
+unsafe fn transposed_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: &[f32],
+    a_stride: usize,
+    b: &[f32],
+    b_stride: usize,
+) {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            false,
+            a.as_ptr(),
+            a_stride as isize,
+            1,
+            b.as_ptr(),
+            1,
+            b_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The greatest common divisor.
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Sums the columns `cols [C_group·kh·kw, rows·Wo]` of the output rows `out_rows` back into
+/// the gradient `dx [C_group, H, W]` of a group of input channels: the adjoint of im2col
+/// (`cpu_conv`), accumulating.
+fn col2im(cols: &[f32], geo: &Geometry, out_rows: std::ops::Range<usize>, dx: &mut [f32]) {
     let [h, w] = geo.in_size;
-    let [ho, wo] = geo.out_size;
+    let [_, wo] = geo.out_size;
     let [kh, kw] = geo.kernel;
     let [sh, sw] = geo.stride;
     let [ph, pw] = geo.padding;
     let [dh, dwl] = geo.dilation;
-    let l = ho * wo;
+    let lb = out_rows.len() * wo;
     let taps = kh * kw;
-    dx.par_chunks_mut(h * w)
-        .with_min_len(rows_per_task(taps * l))
-        .enumerate()
-        .for_each(|(ci, plane)| {
-            for i in 0..kh {
-                for j in 0..kw {
-                    let row = &cols[(ci * taps + i * kw + j) * l..][..l];
-                    let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
-                    if first >= end {
+    for (ci, plane) in dx.chunks_mut(h * w).enumerate() {
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &cols[(ci * taps + i * kw + j) * lb..][..lb];
+                let (first, end, offset) = column_range(w, wo, sw, j * dwl, pw);
+                if first >= end {
+                    continue;
+                }
+                for (r, oh) in out_rows.clone().enumerate() {
+                    let ih = (oh * sh + i * dh) as isize - ph as isize;
+                    if ih < 0 || ih >= h as isize {
                         continue;
                     }
-                    for oh in 0..ho {
-                        let ih = (oh * sh + i * dh) as isize - ph as isize;
-                        if ih < 0 || ih >= h as isize {
-                            continue;
+                    let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
+                    let src = &row[r * wo + first..r * wo + end];
+                    let start = ((first * sw) as isize + offset) as usize;
+                    if sw == 1 {
+                        for (d, v) in dst[start..start + src.len()].iter_mut().zip(src) {
+                            *d += v;
                         }
-                        let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-                        let src = &row[oh * wo + first..oh * wo + end];
-                        let start = ((first * sw) as isize + offset) as usize;
-                        if sw == 1 {
-                            for (d, v) in dst[start..start + src.len()].iter_mut().zip(src) {
-                                *d += v;
-                            }
-                        } else {
-                            for (d, v) in dst[start..].iter_mut().step_by(sw).zip(src) {
-                                *d += v;
-                            }
+                    } else {
+                        // Every `sw`-th input value: the first of each chunk of `sw`.
+                        for (d, v) in dst[start..].chunks_mut(sw).zip(src) {
+                            d[0] += v;
                         }
                     }
                 }
             }
-        });
+        }
+    }
 }
