@@ -57,8 +57,8 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5);
     let device = Default::default();
-    println!("| shape | input grad: Burn | ours | weight grad: Burn | ours |");
-    println!("|---|---|---|---|---|");
+    println!("| shape | value: Burn | ours | input grad: Burn | ours | weight grad: Burn | ours |");
+    println!("|---|---|---|---|---|---|---|");
     for &(name, n, c, o, size, k, s) in SHAPES {
         let x = Tensor::<Flex, 4>::random([n, c, size, size], Distribution::Default, &device);
         let w = Tensor::<Flex, 4>::random([o, c, k, k], Distribution::Default, &device);
@@ -87,6 +87,12 @@ fn main() {
                 options.clone(),
             )
         });
+        let burn_y = time(runs, || {
+            <Flex as ModuleOps<Flex>>::conv2d(x.clone(), w.clone(), None, options.clone())
+        });
+        let ours_y = time(runs, || {
+            Flex::conv2d_value(x.clone(), w.clone(), None, options.clone())
+        });
         let ours_x = time(runs, || {
             Flex::conv2d_input_grad(x.clone(), w.clone(), g.clone(), options.clone())
         });
@@ -95,7 +101,9 @@ fn main() {
         });
         let ms = |t: f64| format!("{:.2} ms", t * 1e3);
         println!(
-            "| {name} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            ms(burn_y),
+            ms(ours_y),
             ms(burn_x),
             ms(ours_x),
             ms(burn_w),

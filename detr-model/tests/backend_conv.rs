@@ -229,13 +229,14 @@ fn epilogue_by_hand() {
     assert_eq!(g, vec![1., 0., 3., 4., 0., 6., 0., 0.]);
 }
 
-/// The CPU kernels alone (`cpu_conv::weight_grad_f32`, `cpu_input_grad::input_grad_f32`)
-/// against flex's `conv2d_weight_backward` and `conv2d_x_backward`, on images large enough to
+/// The CPU kernels alone (`cpu_conv::conv_f32`, `cpu_conv::weight_grad_f32`,
+/// `cpu_input_grad::input_grad_f32`) against flex's `conv2d` (with bias),
+/// `conv2d_weight_backward` and `conv2d_x_backward`, on images large enough to
 /// be taken in several blocks of output rows with a shorter last block (the stem, 3×3 with
 /// stride 1 and 2, dilation 2, 1×1), an odd batch, and rayon pools of 1, 2 and 4 threads (so
 /// the work splits into one, two or four channel groups per image whatever the machine).
 #[test]
-fn blocked_gradients_match_burns_on_any_thread_count() {
+fn blocked_kernels_match_burns_on_any_thread_count() {
     use burn::tensor::ops::ModuleOps;
     use detr_model::backend::cpu_input_grad;
     const BLOCKED: &[Case] = &[
@@ -251,6 +252,7 @@ fn blocked_gradients_match_burns_on_any_thread_count() {
         let x = fixed([n, c, size, size], 11);
         let w = fixed([o, c, k, k], 12);
         let g = fixed([n, o, out, out], 13);
+        let bias = fixed([o], 14);
         let prim = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
         let as_values = |t| {
             values(Tensor::<Flex, 4>::from_primitive(
@@ -263,6 +265,12 @@ fn blocked_gradients_match_burns_on_any_thread_count() {
             prim(&g),
             options.clone(),
         ));
+        let burn_y = values(burn_conv2d(
+            x.clone(),
+            w.clone(),
+            Some(bias.clone()),
+            options.clone(),
+        ));
         let burn_dx = as_values(Flex::conv2d_x_backward(
             prim(&x),
             prim(&w),
@@ -271,23 +279,29 @@ fn blocked_gradients_match_burns_on_any_thread_count() {
         ));
         let geo = cpu_conv::Geometry::new([n, c, size, size], [o, k, k], [out, out], &options);
         let (xs, ws, gs) = (values(x.clone()), values(w.clone()), values(g.clone()));
+        let bs: Vec<f32> = bias.into_data().to_vec().unwrap();
         for threads in [1, 2, 4] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let (dw, dx) = pool.install(|| {
+            let (y, dw, dx) = pool.install(|| {
                 (
+                    cpu_conv::conv_f32(&xs, &ws, Some(&bs), &geo),
                     cpu_conv::weight_grad_f32(&xs, &gs, &geo),
                     cpu_input_grad::input_grad_f32(&gs, &ws, &geo),
                 )
             });
             let case = (n, c, o, size, k, stride, pad, dil);
-            for (what, ours, burn) in [("weight", &dw, &burn_dw), ("input", &dx, &burn_dx)] {
+            for (what, ours, burn) in [
+                ("output", &y, &burn_y),
+                ("weight gradient", &dw, &burn_dw),
+                ("input gradient", &dx, &burn_dx),
+            ] {
                 let err = rel_err(ours, burn);
                 assert!(
                     err <= TOLERANCE,
-                    "{case:?} on {threads} threads: {what} gradient differs by {err:e}"
+                    "{case:?} on {threads} threads: {what} differs by {err:e}"
                 );
             }
         }

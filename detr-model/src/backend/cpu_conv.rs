@@ -5,8 +5,9 @@
 //! ([`weight_grad_f32`]). The products run on the `gemm` crate (the GEMM burn-flex uses), the
 //! blocks on rayon.
 //!
-//! The value of a convolution with few input channels is computed the same way
-//! ([`conv2d_value`]): `y [O, L] = W [O, C·kh·kw] · cols(x)` per image.
+//! The value of a convolution is computed the same way ([`conv_f32`]): `y [O, L] =
+//! W [O, C·kh·kw] · cols(x)` per block of output rows; flex takes it for every float32
+//! convolution, other backends through [`conv2d_value`] for few input channels.
 //!
 //! Works on any backend through host memory (`into_data` / `from_data`), which on the CPU
 //! backends is one copy of the input, the output gradient and the result. Float32 with
@@ -81,16 +82,7 @@ pub fn conv2d_value<B: Backend>(
     let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
     let [n, c, h, w] = x.dims();
     let [o, _, kh, kw] = [w_shape[0], w_shape[1], w_shape[2], w_shape[3]];
-    let out = |i: usize| {
-        let size = [h, w][i] + 2 * options.padding[i];
-        let span = options.dilation[i] * ([kh, kw][i] - 1) + 1;
-        if size < span {
-            0
-        } else {
-            (size - span) / options.stride[i] + 1
-        }
-    };
-    let [ho, wo] = [out(0), out(1)];
+    let [ho, wo] = output_size([h, w], [kh, kw], &options);
     let x = x.into_data();
     let weight = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(weight)).into_data();
     let bias = bias.map(|b| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(b)).into_data());
@@ -108,8 +100,15 @@ pub fn conv2d_value<B: Backend>(
 }
 
 /// `y [N, O, Ho, Wo]` from `x [N, C, H, W]`, `w [O, C, kh, kw]` and `bias [O]` (row-major).
+///
+/// The output positions are taken in blocks of whole output rows ([`block_rows`]), each
+/// `y_block [O, rows·Wo] = W · cols_block` from the block's im2col matrix while it is in
+/// cache; the blocks of the batch are split into one contiguous run per rayon thread, each
+/// with single-threaded products (with fewer blocks than threads, each product runs on all).
+/// Blocks write disjoint columns of `y`, so no sum is needed.
 pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> Vec<f32> {
     let [h, wi] = geo.in_size;
+    let [ho, wo] = geo.out_size;
     let c = geo.in_channels;
     let (o, k, l) = geo.gemm_dims();
     let mut y = vec![0f32; geo.batch * o * l];
@@ -117,56 +116,119 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
         return y;
     }
     let pointwise = geo.is_pointwise();
-    let mut cols = if pointwise {
-        Vec::new()
-    } else {
-        vec![0f32; k * l]
-    };
-    for b in 0..geo.batch {
-        let xb = &x[b * c * h * wi..(b + 1) * c * h * wi];
-        let yb = &mut y[b * o * l..(b + 1) * o * l];
-        let rhs: &[f32] = if pointwise {
-            xb
+    let rows = block_rows(geo);
+    let blocks = ho.div_ceil(rows);
+    let items = geo.batch * blocks;
+    let threads = rayon::current_num_threads();
+    let parallel = threads < 2 || items < threads;
+    let out = SharedOut(y.as_mut_ptr());
+    let run = |range: std::ops::Range<usize>| {
+        let mut cols = if pointwise || k == 0 {
+            Vec::new()
         } else {
-            im2col(xb, geo, 0..geo.out_size[0], &mut cols, true);
-            &cols
+            vec![0f32; k * rows * wo]
         };
-        if let Some(bias) = bias {
-            for (row, &v) in yb.chunks_mut(l).zip(bias) {
-                row.fill(v);
+        for item in range {
+            let (b, block) = (item / blocks, item % blocks);
+            let out_rows = block * rows..((block + 1) * rows).min(ho);
+            let lb = out_rows.len() * wo;
+            let l0 = out_rows.start * wo;
+            // SAFETY: this block's part of `y`: rows b·o .. (b+1)·o of the [N·O, L] matrix,
+            // columns l0 .. l0 + lb; no other block writes there, and `y` outlives the tasks.
+            let yb = unsafe { out.get().add(b * o * l + l0) };
+            if let Some(bias) = bias {
+                for (r, &v) in bias.iter().enumerate() {
+                    // SAFETY: row r of the block, as above.
+                    unsafe { std::slice::from_raw_parts_mut(yb.add(r * l), lb) }.fill(v);
+                }
+            }
+            if k == 0 {
+                continue;
+            }
+            let xb = &x[b * c * h * wi..(b + 1) * c * h * wi];
+            let (rhs, stride): (&[f32], usize) = if pointwise {
+                (&xb[l0..], l)
+            } else {
+                im2col(xb, geo, out_rows, &mut cols[..k * lb], parallel);
+                (&cols, lb)
+            };
+            // yb [o, lb] (+)= w [o, k] · rhs [k, lb], rhs with row stride `stride`.
+            // SAFETY: yb is the block's o×lb part of y (row stride l, see above); w is o×k
+            // row-major; rhs holds k rows of lb values with row stride `stride`; the block of
+            // y overlaps neither.
+            unsafe {
+                gemm::gemm(
+                    o,
+                    lb,
+                    k,
+                    yb,
+                    1,
+                    l as isize,
+                    bias.is_some(),
+                    w.as_ptr(),
+                    1,
+                    k as isize,
+                    rhs.as_ptr(),
+                    1,
+                    stride as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    if parallel {
+                        gemm::Parallelism::Rayon(0)
+                    } else {
+                        gemm::Parallelism::None
+                    },
+                );
             }
         }
-        if k == 0 {
-            continue;
-        }
-        // yb [o, l] (+)= w [o, k] · rhs [k, l], all row-major.
-        // SAFETY: yb is o×l with row stride l, w is o×k with row stride k, rhs is k×l with row
-        // stride l; they do not overlap.
-        unsafe {
-            gemm::gemm(
-                o,
-                l,
-                k,
-                yb.as_mut_ptr(),
-                1,
-                l as isize,
-                bias.is_some(),
-                w.as_ptr(),
-                1,
-                k as isize,
-                rhs.as_ptr(),
-                1,
-                l as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
+    };
+    if parallel {
+        run(0..items);
+    } else {
+        let per_task = items.div_ceil(threads);
+        (0..items.div_ceil(per_task))
+            .into_par_iter()
+            .for_each(|t| run(t * per_task..((t + 1) * per_task).min(items)));
     }
     y
+}
+
+/// The output buffer of [`conv_f32`], shared by tasks that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+impl SharedOut {
+    /// The buffer's start (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the tasks of `conv_f32` write disjoint parts of the buffer, which outlives them.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+/// The output height and width of a convolution of an `in_size` input by a `kernel` with
+/// `options`' stride, padding and dilation (0 where the kernel does not fit).
+pub fn output_size(
+    in_size: [usize; 2],
+    kernel: [usize; 2],
+    options: &ConvOptions<2>,
+) -> [usize; 2] {
+    let out = |i: usize| {
+        let size = in_size[i] + 2 * options.padding[i];
+        let span = options.dilation[i] * (kernel[i].max(1) - 1) + 1;
+        if size < span {
+            0
+        } else {
+            (size - span) / options.stride[i] + 1
+        }
+    };
+    [out(0), out(1)]
 }
 
 /// The shapes and options of one convolution (`groups == 1`).

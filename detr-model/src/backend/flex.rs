@@ -139,13 +139,27 @@ impl DetrBackend for Flex {
         FlexTensor::from_data(TensorData::new(values, shape))
     }
 
+    /// Every float32 convolution with `groups == 1` through [`cpu_conv::conv_f32`] (blocks of
+    /// output rows whose im2col matrix stays in cache, one run of blocks per thread), on
+    /// flex's own buffers; Burn's otherwise.
     fn conv2d_value(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        cpu_conv::conv2d_value::<Self>(x, weight, bias, options)
+        let Some(geo) = value_geometry(&x, &weight, bias.as_ref(), &options) else {
+            return Flex::conv2d(x, weight, bias, options);
+        };
+        let (x, weight, bias) = (plain(x), plain(weight), bias.map(plain));
+        let y = cpu_conv::conv_f32(
+            x.storage(),
+            weight.storage(),
+            bias.as_ref().map(|b| b.storage()),
+            &geo,
+        );
+        let [ho, wo] = geo.out_size;
+        tensor(y, [geo.batch, geo.out_channels, ho, wo])
     }
 
     fn conv2d_weight_grad(
@@ -219,6 +233,27 @@ fn geometry(
     let [gn, go, ho, wo] = dims4(g)?;
     let fits = all_f32 && options.groups == 1 && wc == c && gn == n && go == o;
     fits.then(|| Geometry::new([n, c, h, w], [o, kh, kw], [ho, wo], options))
+}
+
+/// The geometry of `conv2d(x, weight, bias, options)` when [`cpu_conv::conv_f32`] takes it:
+/// float32 throughout, `groups == 1`, a bias of one value per output channel.
+fn value_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    let [n, c, h, w] = dims4(x)?;
+    let [o, wc, kh, kw] = dims4(weight)?;
+    let bias_fits =
+        bias.is_none_or(|b| b.dtype() == DType::F32 && b.layout().shape().dims() == [o]);
+    let fits = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias_fits
+        && options.groups == 1
+        && wc == c;
+    let out = cpu_conv::output_size([h, w], [kh, kw], options);
+    fits.then(|| Geometry::new([n, c, h, w], [o, kh, kw], out, options))
 }
 
 /// Whether `t` is float32, contiguous from the start of a buffer of exactly its size.

@@ -6,10 +6,11 @@
 //! backends (flex, ndarray) that convolution reduces to matrix-vector products (one output
 //! column per kernel position, one per input channel for a 1×1 convolution): memory-bound where
 //! it should be one matrix product. [`DetrBackend::conv2d_weight_grad`] lets a backend compute
-//! it its own way; the CPU backends use [`cpu_conv`] (im2col and one GEMM per image), the GPU
-//! backends keep Burn's kernels. The CPU backends also take the value of a convolution with at
-//! most four input channels (the stem, on RGB images) from [`cpu_conv`]: burn-flex computes
-//! those with a direct loop that took a quarter of the `tiny` training step.
+//! it its own way; the CPU backends use [`cpu_conv`] (im2col and GEMM in cache-sized blocks of
+//! output rows), the GPU backends keep Burn's kernels. flex takes the value of every float32
+//! convolution from [`cpu_conv`] too (its im2col runs the whole image before one GEMM, and
+//! walks convolutions with at most four input channels, the stem, with a direct loop that took
+//! a quarter of the `tiny` training step); ndarray only those with few input channels.
 //!
 //! A ResNet block's convolutions are followed by their bias, the residual sum and a ReLU:
 //! [`conv2d_fused`] is all of it as one operation ([`DetrBackend::detr_conv2d`]). On flex the
