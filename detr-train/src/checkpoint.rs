@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
 use detr_model::detr::DetrRecord;
 use detr_model::weights::container::{self, ContainerKind};
-use detr_model::Detr;
+use detr_model::{Detr, DetrAutodiffBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -92,7 +91,7 @@ pub fn read_checkpoint_bytes(path: &Path) -> Result<Vec<u8>, TrainError> {
 }
 
 /// Writes model, optimiser and progress to `path` atomically.
-pub fn save<B: AutodiffBackend>(
+pub fn save<B: DetrAutodiffBackend>(
     path: &Path,
     model: &Detr<B>,
     optim: &DetrOptimizer<B>,
@@ -136,7 +135,7 @@ fn state_of(path: &Path, bytes: &[u8]) -> Result<TrainState, TrainError> {
 }
 
 /// A decoded training checkpoint.
-pub struct Loaded<B: AutodiffBackend> {
+pub struct Loaded<B: DetrAutodiffBackend> {
     /// The model with the checkpoint's parameters.
     pub model: Detr<B>,
     /// The optimiser's state.
@@ -147,7 +146,7 @@ pub struct Loaded<B: AutodiffBackend> {
 
 /// Loads a checkpoint into `model` (which must have the checkpoint's architecture: a
 /// different one is an error naming the file, never a panic).
-pub fn load<B: AutodiffBackend>(
+pub fn load<B: DetrAutodiffBackend>(
     path: &Path,
     model: Detr<B>,
     device: &B::Device,

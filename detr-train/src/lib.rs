@@ -3,6 +3,7 @@
 //! `InferenceStep`), the epoch loop ([`strategy::DetrStrategy`]) and the whole run
 //! ([`run::run`]).
 
+pub mod adamw;
 pub mod assignment;
 mod box_pairs;
 pub mod checkpoint;

@@ -20,16 +20,16 @@ use std::path::Path;
 
 use burn::module::{Module, ParamId};
 use burn::optim::record::AdaptorRecord;
-use burn::optim::{AdamW, AdamWState, AdaptiveMomentumState};
-use burn::tensor::backend::AutodiffBackend;
+use burn::optim::{AdamWState, AdaptiveMomentumState};
 use burn::tensor::{Tensor, TensorData};
 use burn_store::pytorch::reader::PickleValue;
 use burn_store::pytorch::{PytorchError, PytorchReader};
 use burn_store::ModuleSnapshot;
 use detr_model::weights::sources::read_pth;
 use detr_model::weights::{official_parameter_groups, transform, TensorMap};
-use detr_model::Detr;
+use detr_model::{Detr, DetrAutodiffBackend};
 
+use crate::adamw::DetrAdamW;
 use crate::error::TrainError;
 use crate::optim::{backbone_param_ids, DetrOptimizerRecord};
 
@@ -147,12 +147,12 @@ fn step_count(
 }
 
 /// One parameter's AdamW state as Burn's optimiser record holds it.
-fn adamw_record<B: AutodiffBackend, const D: usize>(
+fn adamw_record<B: DetrAutodiffBackend, const D: usize>(
     moment_1: TensorData,
     moment_2: TensorData,
     time: usize,
     device: &B::Device,
-) -> AdaptorRecord<AdamW, B> {
+) -> AdaptorRecord<DetrAdamW, B> {
     AdaptorRecord::from_state::<D>(AdamWState {
         momentum: AdaptiveMomentumState {
             time,
@@ -167,7 +167,7 @@ fn adamw_record<B: AutodiffBackend, const D: usize>(
 /// record of [`DetrOptimizer`](crate::optim::DetrOptimizer) for `model`. `None` when the file
 /// has no optimiser state. Parameters the file has no state for (never stepped) start afresh,
 /// as they would in PyTorch.
-pub fn official_optimizer<B: AutodiffBackend>(
+pub fn official_optimizer<B: DetrAutodiffBackend>(
     path: &Path,
     model: &Detr<B>,
 ) -> Result<Option<DetrOptimizerRecord<B>>, TrainError> {

@@ -17,16 +17,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer};
+use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::Record;
 use burn::tensor::backend::AutodiffBackend;
-use detr_model::Detr;
+use detr_model::{Detr, DetrAutodiffBackend};
 
+use crate::adamw::DetrAdamW;
 use crate::step::DetrTraining;
 
 /// The AdamW state of one group (per parameter id).
-pub type GroupRecord<B> = <OptimizerAdaptor<AdamW, Detr<B>, B> as Optimizer<Detr<B>, B>>::Record;
+pub type GroupRecord<B> =
+    <OptimizerAdaptor<DetrAdamW, Detr<B>, B> as Optimizer<Detr<B>, B>>::Record;
 
 /// The options of [`DetrOptimizer`] (the original's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,20 +60,20 @@ impl Default for OptimizerOptions {
 /// AdamW over two parameter groups with a global-norm gradient clip. Clones share one state
 /// (see the module documentation).
 #[derive(Clone)]
-pub struct DetrOptimizer<B: AutodiffBackend> {
+pub struct DetrOptimizer<B: DetrAutodiffBackend> {
     options: OptimizerOptions,
     state: Arc<Mutex<Groups<B>>>,
 }
 
-struct Groups<B: AutodiffBackend> {
-    backbone: OptimizerAdaptor<AdamW, Detr<B>, B>,
-    rest: OptimizerAdaptor<AdamW, Detr<B>, B>,
+struct Groups<B: DetrAutodiffBackend> {
+    backbone: OptimizerAdaptor<DetrAdamW, Detr<B>, B>,
+    rest: OptimizerAdaptor<DetrAdamW, Detr<B>, B>,
     last_grad_norm: Option<f32>,
 }
 
 /// The saved state of a [`DetrOptimizer`]: one AdamW state per group.
 #[derive(Record)]
-pub struct DetrOptimizerRecord<B: AutodiffBackend> {
+pub struct DetrOptimizerRecord<B: DetrAutodiffBackend> {
     /// Backbone group.
     pub backbone: GroupRecord<B>,
     /// Everything else.
@@ -96,18 +98,16 @@ pub fn backbone_param_ids<B: Backend>(model: &Detr<B>) -> HashSet<ParamId> {
     ids
 }
 
-impl<B: AutodiffBackend> DetrOptimizer<B> {
+impl<B: DetrAutodiffBackend> DetrOptimizer<B> {
     /// A fresh optimiser for `model` (its backbone's parameter ids form the backbone group).
     pub fn new(model: &Detr<B>, options: OptimizerOptions) -> Self {
         let adamw = || {
-            OptimizerAdaptor::from(
-                AdamWConfig::new()
-                    .with_epsilon(options.epsilon)
-                    .with_weight_decay(options.weight_decay)
-                    .with_beta_1(0.9)
-                    .with_beta_2(0.999)
-                    .build(),
-            )
+            OptimizerAdaptor::from(DetrAdamW {
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: options.epsilon,
+                weight_decay: options.weight_decay,
+            })
         };
         let _ = model;
         Self {
@@ -351,7 +351,7 @@ fn scalar_to_host<B: AutodiffBackend>(t: Tensor<B::InnerBackend, 1>) -> f32 {
         .unwrap_or(f32::NAN)
 }
 
-impl<B: AutodiffBackend> Optimizer<Detr<B>, B> for DetrOptimizer<B> {
+impl<B: DetrAutodiffBackend> Optimizer<Detr<B>, B> for DetrOptimizer<B> {
     type Record = DetrOptimizerRecord<B>;
 
     fn step(&mut self, lr: f64, module: Detr<B>, grads: GradientsParams) -> Detr<B> {
@@ -381,7 +381,7 @@ impl<B: AutodiffBackend> Optimizer<Detr<B>, B> for DetrOptimizer<B> {
 }
 
 /// The optimiser of Burn's `Learner`, whose module is the training wrapper.
-impl<B: AutodiffBackend> Optimizer<DetrTraining<B>, B> for DetrOptimizer<B> {
+impl<B: DetrAutodiffBackend> Optimizer<DetrTraining<B>, B> for DetrOptimizer<B> {
     type Record = DetrOptimizerRecord<B>;
 
     fn step(

@@ -53,7 +53,7 @@ pub type DetrComponents<B> =
 
 /// What a run left behind, read by [`crate::run::run`] once `launch` returns.
 #[derive(Debug)]
-pub struct Outcome<B: AutodiffBackend> {
+pub struct Outcome<B: DetrAutodiffBackend> {
     /// The progress at the end (epoch, step, history, best).
     pub state: TrainState,
     /// Why the run stopped early with an error (non-finite loss, bad data, I/O).
@@ -69,7 +69,7 @@ pub struct Outcome<B: AutodiffBackend> {
 }
 
 /// DETR's epoch loop on Burn's `Learner` (see the module documentation).
-pub struct DetrStrategy<B: AutodiffBackend> {
+pub struct DetrStrategy<B: DetrAutodiffBackend> {
     /// The run's options.
     pub cfg: TrainConfig,
     /// A handle on the `Learner`'s optimiser (clones share state), for the checkpoints.
@@ -92,7 +92,7 @@ pub struct DetrStrategy<B: AutodiffBackend> {
     pub group: Option<Arc<ProcessGroup>>,
 }
 
-impl<B: AutodiffBackend> Default for Outcome<B> {
+impl<B: DetrAutodiffBackend> Default for Outcome<B> {
     fn default() -> Self {
         Self {
             state: TrainState::default(),

@@ -8,7 +8,6 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
 use datasets::coco_eval::CocoEvaluator;
 use datasets::results::ScoredBoxes;
 use datasets::DetrBatch;
@@ -101,7 +100,7 @@ pub struct EvalResult {
 }
 
 /// A model being trained with its optimiser, criterion and schedule.
-pub struct Trainer<B: AutodiffBackend> {
+pub struct Trainer<B: DetrAutodiffBackend> {
     /// The run's options.
     pub config: TrainConfig,
     /// The model.

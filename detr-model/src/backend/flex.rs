@@ -12,6 +12,8 @@ use burn::tensor::ops::{
 };
 use burn::tensor::{DType, Distribution, FloatDType, IntDType, Shape, TensorData};
 
+use super::adamw::{self, AdamWMoments, AdamWUpdate};
+use super::cpu_adamw;
 use super::cpu_conv::{self, Geometry};
 use super::cpu_dropout;
 use super::cpu_epilogue;
@@ -137,6 +139,43 @@ impl DetrBackend for Flex {
             .unwrap_or_default() as u64;
         let values = cpu_dropout::mask_f32(shape.num_elements(), keep, seed);
         FlexTensor::from_data(TensorData::new(values, shape))
+    }
+
+    /// One pass over the parameter, its gradient and moments ([`cpu_adamw`]), in place where
+    /// flex owns the buffers alone (a copy first where they are shared); Burn's operations for
+    /// other dtypes.
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moments: Option<AdamWMoments<Self>>,
+        update: &AdamWUpdate,
+    ) -> (FloatTensor<Self>, AdamWMoments<Self>) {
+        let shape = param.layout().shape().clone();
+        let like_param = |t: &FlexTensor| t.dtype() == DType::F32 && *t.layout().shape() == shape;
+        let fits = like_param(&param)
+            && like_param(&grad)
+            && moments
+                .as_ref()
+                .is_none_or(|m| like_param(&m.first) && like_param(&m.second));
+        if !fits {
+            return adamw::adamw_update_composed::<Self>(param, grad, moments, update);
+        }
+        let (mut first, mut second) = match moments {
+            Some(m) => (plain(m.first), plain(m.second)),
+            None => (
+                FlexTensor::zeros(shape.clone(), DType::F32),
+                FlexTensor::zeros(shape, DType::F32),
+            ),
+        };
+        let (mut param, grad) = (plain(param), plain(grad));
+        cpu_adamw::adamw_f32(
+            param.storage_mut(),
+            first.storage_mut(),
+            second.storage_mut(),
+            grad.storage(),
+            update,
+        );
+        (param, AdamWMoments { first, second })
     }
 
     /// Every float32 convolution with `groups == 1` through [`cpu_conv::conv_f32`] (blocks of

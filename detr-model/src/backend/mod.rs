@@ -26,7 +26,9 @@
 //! one autodiff node; the stem's max pooling takes [`cpu_pool`] on flex (without indices at
 //! inference; with them, as one autodiff node, when the stem learns) and skips the graph under
 //! autodiff when no gradient flows to its input. The transformer's dropout multiplies by a mask
-//! from [`DetrBackend::dropout_mask`] (flex: [`cpu_dropout`], drawn on all cores).
+//! from [`DetrBackend::dropout_mask`] (flex: [`cpu_dropout`], drawn on all cores). The
+//! training's optimiser updates each parameter through [`DetrBackend::adamw_update`] (flex:
+//! one pass, [`cpu_adamw`]).
 //!
 //! Under the CPU backends' tensors, [`cpu_memory::retain_freed_memory`] keeps glibc from giving
 //! each large buffer fresh pages from the kernel (the binaries call it first thing).
@@ -35,7 +37,9 @@
 //! wgpu and cuda (with the crate features of the same names) and for `Autodiff` over any of
 //! them.
 
+pub mod adamw;
 pub mod autodiff;
+pub mod cpu_adamw;
 pub mod cpu_conv;
 pub mod cpu_dropout;
 pub mod cpu_epilogue;
@@ -178,6 +182,19 @@ pub trait DetrBackend: Backend {
         padding: [usize; 2],
     ) -> MaxPool2dWithIndices<Self> {
         Self::max_pool2d_with_indices(x, kernel, stride, padding, [1, 1], false)
+    }
+
+    /// One AdamW update of a parameter ([`adamw`]): the new parameter and moments from the
+    /// old ones (`None` before the first update) and the gradient. Composed from Burn's
+    /// operations ([`adamw::adamw_update_composed`]) unless the backend has one pass (flex:
+    /// [`cpu_adamw`]).
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moments: Option<adamw::AdamWMoments<Self>>,
+        update: &adamw::AdamWUpdate,
+    ) -> (FloatTensor<Self>, adamw::AdamWMoments<Self>) {
+        adamw::adamw_update_composed::<Self>(param, grad, moments, update)
     }
 
     /// The value of a 2-D convolution. The backend's own `conv2d` unless it has a better one.
