@@ -509,11 +509,7 @@ fn im2col(
                 let start = start as usize;
                 dst[first..end].copy_from_slice(&src[start..start + (end - first)]);
             } else {
-                // Every `sw`-th input value: the first of each chunk of `sw`.
-                let from = src[start as usize..].chunks(sw);
-                for (d, step) in dst[first..end].iter_mut().zip(from) {
-                    *d = step[0];
-                }
+                strided_copy(&mut dst[first..end], &src[start as usize..], sw);
             }
         }
     };
@@ -524,5 +520,27 @@ fn im2col(
             .for_each(fill_row);
     } else {
         cols.chunks_mut(l).enumerate().for_each(fill_row);
+    }
+}
+
+/// `dst[t] = src[t · stride]` for every `t` (`src` holds at least `(dst.len() − 1)·stride + 1`
+/// values). Stride 2 (every strided convolution of a ResNet) has its own loop over pairs,
+/// which the compiler turns into vector shuffles.
+fn strided_copy(dst: &mut [f32], src: &[f32], stride: usize) {
+    fn pairs(dst: &mut [f32], src: &[f32]) {
+        let Some((last, body)) = dst.split_last_mut() else {
+            return;
+        };
+        for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair[0];
+        }
+        *last = src[2 * body.len()];
+    }
+    if stride == 2 {
+        pairs(dst, src);
+    } else {
+        for (d, step) in dst.iter_mut().zip(src.chunks(stride)) {
+            *d = step[0];
+        }
     }
 }
