@@ -11,6 +11,7 @@ use crate::backbone::{resize_mask, ResNet};
 use crate::backend::DetrBackend;
 use crate::config::{DetrConfig, PositionEmbeddingKind};
 use crate::error::ModelError;
+use crate::linear::linear;
 use crate::position::{LearnedPositionEmbedding, PositionEmbedding, SinePositionEmbedding};
 use crate::transformer::Transformer;
 
@@ -45,7 +46,7 @@ impl<B: Backend> Mlp<B> {
         let n = self.layers.len();
         let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
+            x = linear(layer, x);
             if i + 1 < n {
                 x = relu(x);
             }
@@ -222,7 +223,7 @@ impl<B: DetrBackend> Detr<B> {
             pos.clone(),
             self.aux_loss,
         );
-        let logits = self.class_embed.forward(out.hs.clone());
+        let logits = linear(&self.class_embed, out.hs.clone());
         let boxes = sigmoid(self.bbox_embed.forward(out.hs.clone()));
         DetrIntermediates {
             features,

@@ -11,6 +11,7 @@ pub mod box_ops;
 pub mod config;
 pub mod detr;
 pub mod error;
+pub mod linear;
 pub mod params;
 pub mod position;
 pub mod postprocess;

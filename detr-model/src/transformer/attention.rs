@@ -11,6 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{backend::Backend, Bool, Tensor};
 
 use crate::backend::{dropout, DetrBackend};
+use crate::linear::linear;
 
 /// Score given to padded keys before the softmax. Finite, so that a fully padded row gives
 /// uniform weights instead of PyTorch's NaN; any real score is far above it.
@@ -101,9 +102,9 @@ impl<B: DetrBackend> MultiHeadAttention<B> {
         let h = self.nheads;
         let hd = d / h;
         let split = |x: Tensor<B, 3>, l: usize| x.reshape([b, l, h, hd]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(query), lq).mul_scalar(1.0 / (hd as f64).sqrt());
-        let k = split(self.k_proj.forward(key), lk);
-        let v = split(self.v_proj.forward(value), lk);
+        let q = split(linear(&self.q_proj, query), lq).mul_scalar(1.0 / (hd as f64).sqrt());
+        let k = split(linear(&self.k_proj, key), lk);
+        let v = split(linear(&self.v_proj, value), lk);
         let mut scores = q.matmul(k.swap_dims(2, 3));
         if let Some(mask) = key_padding_mask {
             scores = scores.mask_fill(mask.reshape([b, 1, 1, lk]), MASKED_SCORE);
@@ -115,7 +116,7 @@ impl<B: DetrBackend> MultiHeadAttention<B> {
             .swap_dims(1, 2)
             .reshape([b, lq, d]);
         AttentionOutput {
-            context: self.out_proj.forward(context),
+            context: linear(&self.out_proj, context),
             weights,
         }
     }

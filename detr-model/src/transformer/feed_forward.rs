@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 use super::attention::xavier_linear;
 use crate::backend::{dropout, DetrBackend};
+use crate::linear::linear;
 
 /// Feed-forward block of a transformer layer.
 #[derive(Module, Debug)]
@@ -33,7 +34,7 @@ impl<B: Backend> FeedForward<B> {
 impl<B: DetrBackend> FeedForward<B> {
     /// Applies the block.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.linear2
-            .forward(dropout(&self.dropout, relu(self.linear1.forward(x))))
+        let hidden = relu(linear(&self.linear1, x));
+        linear(&self.linear2, dropout(&self.dropout, hidden))
     }
 }
