@@ -299,7 +299,9 @@ impl Geometry {
 /// blocks of the batch are split into one contiguous run per rayon thread; each thread
 /// accumulates its run into a partial sum of its own with single-threaded products, and the
 /// partial sums are added at the end: one parallel region for the whole gradient. With fewer
-/// blocks than threads the blocks are taken in turn, each product on all threads.
+/// blocks than threads the blocks are taken in turn, each product on all threads; a large
+/// gradient on many threads has fewer runs ([`PARTIAL_VALUES`]), each with multi-threaded
+/// products.
 pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     let (o, k, l) = geo.gemm_dims();
     if l == 0 || k == 0 || o == 0 {
@@ -310,10 +312,14 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
     let blocks = ho.div_ceil(rows);
     let items = geo.batch * blocks;
     let threads = rayon::current_num_threads();
-    if threads < 2 || items < threads {
+    // One partial sum per task, within PARTIAL_VALUES in all.
+    let tasks = threads.min(PARTIAL_VALUES / (o * k));
+    if tasks < 2 || items < threads {
         return weight_grad_blocks(x, g, geo, 0..items, true);
     }
-    let per_task = items.div_ceil(threads);
+    // With fewer tasks than threads, each task's products use the idle threads too.
+    let inner_parallel = tasks < threads;
+    let per_task = items.div_ceil(tasks);
     let mut partials: Vec<Vec<f32>> = (0..items.div_ceil(per_task))
         .into_par_iter()
         .map(|t| {
@@ -322,7 +328,7 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
                 g,
                 geo,
                 t * per_task..((t + 1) * per_task).min(items),
-                false,
+                inner_parallel,
             )
         })
         .collect();
@@ -339,6 +345,11 @@ pub fn weight_grad_f32(x: &[f32], g: &[f32], geo: &Geometry) -> Vec<f32> {
         });
     dw
 }
+
+/// Values of all partial sums of [`weight_grad_f32`] together at most (64 MiB): on a machine
+/// with many threads, a large weight's gradient is summed from fewer partial sums, each task's
+/// products then running on several threads.
+const PARTIAL_VALUES: usize = 1 << 24;
 
 /// Values of the weight gradient summed by one rayon task.
 const SUM_CHUNK: usize = 1 << 16;
