@@ -428,11 +428,11 @@ impl TrainConfig {
         // learns fastest; the GroupNorm backbone trains from scratch at the same rate.
         c.optim.lr = 1e-4;
         c.optim.lr_backbone = 1e-4;
-        // 14.5 minutes on the 2-core development machine (17-27 s per epoch of 204 steps,
+        // 14.1 minutes on the 2-core development machine (13-22 s per epoch of 204 steps,
         // validation every 2 epochs; docs/training.md): the most epochs within 15 minutes on
         // its host, whose speed varies by a third; the rate drops after 80% of them.
-        c.optim.epochs = 40;
-        c.optim.lr_drop = 32;
+        c.optim.epochs = 56;
+        c.optim.lr_drop = 45;
         // 5: chosen when a batch of at most 4 sent the 16-channel convolutions' weight gradient
         // to a slow path of the CPU backends (gone since detr-model's backend extension,
         // docs/performance.md); kept, as the recipe was tuned with it.
