@@ -129,8 +129,7 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
             vec![0f32; k * rows * wo]
         };
         for item in range {
-            let (b, block) = (item / blocks, item % blocks);
-            let out_rows = block * rows..((block + 1) * rows).min(ho);
+            let (b, out_rows) = block_of(item, blocks, rows, ho);
             let lb = out_rows.len() * wo;
             let l0 = out_rows.start * wo;
             // SAFETY: this block's part of `y`: rows b·o .. (b+1)·o of the [N·O, L] matrix,
@@ -146,12 +145,7 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
                 continue;
             }
             let xb = &x[b * c * h * wi..(b + 1) * c * h * wi];
-            let (rhs, stride): (&[f32], usize) = if pointwise {
-                (&xb[l0..], l)
-            } else {
-                im2col(xb, geo, out_rows, &mut cols[..k * lb], parallel);
-                (&cols, lb)
-            };
+            let (rhs, stride) = block_columns(xb, geo, out_rows, &mut cols, parallel);
             // yb [o, lb] (+)= w [o, k] · rhs [k, lb], rhs with row stride `stride`.
             // SAFETY: yb is the block's o×lb part of y (row stride l, see above); w is o×k
             // row-major; rhs holds k rows of lb values with row stride `stride`; the block of
@@ -176,11 +170,7 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
                     false,
                     false,
                     false,
-                    if parallel {
-                        gemm::Parallelism::Rayon(0)
-                    } else {
-                        gemm::Parallelism::None
-                    },
+                    parallelism(parallel),
                 );
             }
         }
@@ -402,19 +392,11 @@ fn weight_grad_blocks(
     };
     let first = items.start;
     for item in items {
-        let (b, block) = (item / blocks, item % blocks);
-        let out_rows = block * rows..((block + 1) * rows).min(ho);
+        let (b, out_rows) = block_of(item, blocks, rows, ho);
         let lb = out_rows.len() * wo;
-        let l0 = out_rows.start * wo;
+        let gb = &g[b * o * l + out_rows.start * wo..];
         let xb = &x[b * c * h * w..(b + 1) * c * h * w];
-        let gb = &g[b * o * l + l0..];
-        // The block's columns of the im2col matrix: [k, lb] with row stride `stride`.
-        let (rhs, stride): (&[f32], usize) = if pointwise {
-            (&xb[l0..], l)
-        } else {
-            im2col(xb, geo, out_rows, &mut cols[..k * lb], parallel);
-            (&cols, lb)
-        };
+        let (rhs, stride) = block_columns(xb, geo, out_rows, &mut cols, parallel);
         // dw [o, k] (+)= gb [o, lb] · rhsᵀ, rhs being [k, lb] with row stride `stride`.
         // SAFETY: dw is o×k with row stride k; gb starts at the block's first column of the
         // image's o×l gradient (row stride l, lb columns from there); rhs starts at the block's
@@ -440,15 +422,49 @@ fn weight_grad_blocks(
                 false,
                 false,
                 false,
-                if parallel {
-                    gemm::Parallelism::Rayon(0)
-                } else {
-                    gemm::Parallelism::None
-                },
+                parallelism(parallel),
             );
         }
     }
     dw
+}
+
+/// The GEMM's parallelism: all rayon threads, or the calling thread alone.
+fn parallelism(parallel: bool) -> gemm::Parallelism {
+    if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// Block `item` of a batch taken in blocks of `rows` output rows (`blocks` per image, `ho`
+/// output rows in all): its image and its output rows.
+fn block_of(item: usize, blocks: usize, rows: usize, ho: usize) -> (usize, std::ops::Range<usize>) {
+    let block = item % blocks;
+    (item / blocks, block * rows..((block + 1) * rows).min(ho))
+}
+
+/// The columns of one image's im2col matrix for the output rows `out_rows`, as `(matrix, row
+/// stride)`: `[C·kh·kw, rows·Wo]`, the image itself from the block's first position for a
+/// pointwise convolution, else written into `cols` (on all rayon threads when `parallel`).
+fn block_columns<'a>(
+    image: &'a [f32],
+    geo: &Geometry,
+    out_rows: std::ops::Range<usize>,
+    cols: &'a mut [f32],
+    parallel: bool,
+) -> (&'a [f32], usize) {
+    let [_, wo] = geo.out_size;
+    let (_, k, l) = geo.gemm_dims();
+    let positions = out_rows.len() * wo;
+    if geo.is_pointwise() {
+        (&image[out_rows.start * wo..], l)
+    } else {
+        let cols = &mut cols[..k * positions];
+        im2col(image, geo, out_rows, cols, parallel);
+        (cols, positions)
+    }
 }
 
 /// Rows of `len` values each handed to one rayon task at least: small feature maps are copied
