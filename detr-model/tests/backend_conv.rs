@@ -12,7 +12,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor, TensorData};
-use detr_model::backend::{conv2d, conv2d_fused, cpu_conv};
+use detr_model::backend::{conv2d, conv2d_fused, cpu_conv, cpu_weight_grad};
 use detr_model::DetrAutodiffBackend;
 
 mod common;
@@ -175,7 +175,7 @@ fn weight_gradient_by_hand() {
     };
     // w00 touches 1,2,4,5; w01 2,3,5,6; w10 4,5,7,8; w11 5,6,8,9.
     assert_eq!(
-        cpu_conv::weight_grad_f32(&x, &g, &geo),
+        cpu_weight_grad::weight_grad_f32(&x, &g, &geo),
         vec![12., 16., 24., 28.]
     );
 }
@@ -229,7 +229,7 @@ fn epilogue_by_hand() {
     assert_eq!(g, vec![1., 0., 3., 4., 0., 6., 0., 0.]);
 }
 
-/// The CPU kernels alone (`cpu_conv::conv_f32`, `cpu_conv::weight_grad_f32`,
+/// The CPU kernels alone (`cpu_conv::conv_f32`, `cpu_weight_grad::weight_grad_f32`,
 /// `cpu_input_grad::input_grad_f32`) against flex's `conv2d` (with bias),
 /// `conv2d_weight_backward` and `conv2d_x_backward`, on images large enough to
 /// be taken in several blocks of output rows with a shorter last block (the stem, 3×3 with
@@ -288,7 +288,7 @@ fn blocked_kernels_match_burns_on_any_thread_count() {
             let (y, dw, dx) = pool.install(|| {
                 (
                     cpu_conv::conv_f32(&xs, &ws, Some(&bs), &geo),
-                    cpu_conv::weight_grad_f32(&xs, &gs, &geo),
+                    cpu_weight_grad::weight_grad_f32(&xs, &gs, &geo),
                     cpu_input_grad::input_grad_f32(&gs, &ws, &geo),
                 )
             });

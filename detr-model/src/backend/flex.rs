@@ -20,6 +20,7 @@ use super::cpu_epilogue;
 use super::cpu_group_norm;
 use super::cpu_input_grad;
 use super::cpu_pool;
+use super::cpu_weight_grad;
 use super::{DetrBackend, GroupNormForward, GroupNormGrads, GroupNormStats};
 
 impl DetrBackend for Flex {
@@ -211,7 +212,7 @@ impl DetrBackend for Flex {
             return Flex::conv2d_weight_backward(x, weight, output_grad, options);
         };
         let (x, g) = (plain(x), plain(output_grad));
-        let dw = cpu_conv::weight_grad_f32(x.storage(), g.storage(), &geo);
+        let dw = cpu_weight_grad::weight_grad_f32(x.storage(), g.storage(), &geo);
         let [kh, kw] = geo.kernel;
         tensor(dw, [geo.out_channels, geo.in_channels, kh, kw])
     }

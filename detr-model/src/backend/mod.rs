@@ -47,6 +47,7 @@ pub mod cpu_group_norm;
 pub mod cpu_input_grad;
 pub mod cpu_memory;
 pub mod cpu_pool;
+pub mod cpu_weight_grad;
 mod flex;
 
 use burn::nn::conv::Conv2d;
@@ -261,7 +262,7 @@ impl DetrBackend for burn::backend::NdArray {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        cpu_conv::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
+        cpu_weight_grad::conv2d_weight_grad::<Self>(x, weight, output_grad, options)
     }
 }
 
