@@ -8,7 +8,6 @@
 //! `AdamW` loads into `DetrAdamW`.
 
 use burn::backend::{Autodiff, Flex, NdArray};
-use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SimpleOptimizer};
