@@ -113,26 +113,13 @@ pub fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, geo: &Geometry) -> V
             // row-major; rhs holds k rows of lb values with row stride `stride`; the block of
             // y overlaps neither.
             unsafe {
-                gemm::gemm(
-                    o,
-                    lb,
-                    k,
-                    yb,
-                    1,
-                    l as isize,
+                product(
+                    [o, lb, k],
+                    (yb, [l, 1]),
                     bias.is_some(),
-                    w.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs.as_ptr(),
-                    1,
-                    stride as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism(parallel),
+                    (w.as_ptr(), [k, 1]),
+                    (rhs.as_ptr(), [stride, 1]),
+                    parallel,
                 );
             }
         }
@@ -264,12 +251,49 @@ pub(super) fn block_rows(geo: &Geometry) -> usize {
         .clamp(1, ho.max(1))
 }
 
-/// The GEMM's parallelism: all rayon threads, or the calling thread alone.
-pub(super) fn parallelism(parallel: bool) -> gemm::Parallelism {
-    if parallel {
+/// `dst [m, n] = a [m, k] · b [k, n]`, plus `dst`'s own values when `accumulate`, on the `gemm`
+/// crate; each matrix given by its first element and its `[row, column]` strides. On all rayon
+/// threads when `parallel`, else on the calling thread.
+///
+/// # Safety
+/// Each matrix lies within its allocation with the given strides; `dst` overlaps neither
+/// operand, and nothing else reads or writes it meanwhile.
+pub(super) unsafe fn product(
+    [m, n, k]: [usize; 3],
+    (dst, [dst_rows, dst_cols]): (*mut f32, [usize; 2]),
+    accumulate: bool,
+    (a, [a_rows, a_cols]): (*const f32, [usize; 2]),
+    (b, [b_rows, b_cols]): (*const f32, [usize; 2]),
+    parallel: bool,
+) {
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
+    };
+    // SAFETY: as promised by the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cols as isize,
+            dst_rows as isize,
+            accumulate,
+            a,
+            a_cols as isize,
+            a_rows as isize,
+            b,
+            b_cols as isize,
+            b_rows as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
@@ -309,7 +333,7 @@ pub(super) fn block_columns<'a>(
 
 /// Rows of `len` values each handed to one rayon task at least: small feature maps are copied
 /// in tasks of a few thousand values, not one task per row.
-pub(super) fn rows_per_task(len: usize) -> usize {
+fn rows_per_task(len: usize) -> usize {
     const VALUES_PER_TASK: usize = 4096;
     (VALUES_PER_TASK / len.max(1)).max(1)
 }

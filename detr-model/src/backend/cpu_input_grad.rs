@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu_conv::{block_rows, column_range, Geometry};
+use super::cpu_conv::{block_rows, column_range, product, Geometry};
 
 /// `dX [N, C, H, W]` (row-major) from `g [N, O, Ho, Wo]` and `w [O, C, kh, kw]` (row-major).
 ///
@@ -15,7 +15,7 @@ use super::cpu_conv::{block_rows, column_range, Geometry};
 /// block's columns `cols [C_group·kh·kw, rows·Wo] = W_groupᵀ · G_block` stay in the core's
 /// cache until col2im has summed them into the group's channels, where a whole image's
 /// columns (38 MB for the r50's first 3×3 convolution at 512²) went through memory twice.
-/// Products are single-threaded within a task. For a 1×1 convolution with stride 1 and no
+/// Products ([`product`]) are single-threaded within a task. For a 1×1 convolution with stride 1 and no
 /// padding `W_groupᵀ · G` is the group's gradient itself.
 pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
     let [h, wi] = geo.in_size;
@@ -45,7 +45,16 @@ pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
             // SAFETY: dxg is kg×l with row stride l (kg = the group's channels, l = H·W);
             // wg is read as a kg×o matrix with row stride 1 and column stride k, inside w;
             // gb is o×l with row stride l; none overlap.
-            unsafe { transposed_product(kg, l, o, dxg, l, wg, k, gb, l) };
+            unsafe {
+                product(
+                    [kg, l, o],
+                    (dxg.as_mut_ptr(), [l, 1]),
+                    false,
+                    (wg.as_ptr(), [1, k]),
+                    (gb.as_ptr(), [l, 1]),
+                    false,
+                )
+            };
             return;
         }
         for start in (0..ho).step_by(rows) {
@@ -56,7 +65,14 @@ pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
             // SAFETY: cols is kg×lb with row stride lb; wg as above; gb from the block's
             // first column, o rows with row stride l and lb columns each; none overlap.
             unsafe {
-                transposed_product(kg, lb, o, cols, lb, wg, k, &gb[start * wo..], l);
+                product(
+                    [kg, lb, o],
+                    (cols.as_mut_ptr(), [lb, 1]),
+                    false,
+                    (wg.as_ptr(), [1, k]),
+                    (gb[start * wo..].as_ptr(), [l, 1]),
+                    false,
+                );
             }
             col2im(cols, geo, out_rows, dxg);
         }
@@ -71,50 +87,6 @@ pub fn input_grad_f32(g: &[f32], w: &[f32], geo: &Geometry) -> Vec<f32> {
         })
         .for_each_init(Vec::new, task);
     dx
-}
-
-/// `dst [m, n] = aᵀ · b` on the calling thread, `a` being `[k, m]` with row stride `a_stride`
-/// (read transposed) and `b` `[k, n]` with row stride `b_stride`; `dst` has row stride
-/// `dst_stride`.
-///
-/// # Safety
-/// The three matrices lie within their slices with the given strides and do not overlap.
-#[allow(clippy::too_many_arguments)]
-unsafe fn transposed_product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_stride: usize,
-    a: &[f32],
-    a_stride: usize,
-    b: &[f32],
-    b_stride: usize,
-) {
-    // SAFETY: as promised by the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
-            false,
-            a.as_ptr(),
-            a_stride as isize,
-            1,
-            b.as_ptr(),
-            1,
-            b_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 /// The greatest common divisor.

@@ -15,7 +15,7 @@ use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::cpu_conv::{block_columns, block_of, block_rows, parallelism, Geometry};
+use super::cpu_conv::{block_columns, block_of, block_rows, product, Geometry};
 
 /// The weight gradient of `conv2d(x, weight, _, options)` given `output_grad`, computed by
 /// [`weight_grad_f32`] (Burn's `conv2d_weight_backward` for other dtypes or grouped
@@ -153,26 +153,13 @@ fn weight_grad_blocks(
         // first column of a k-row matrix with row stride `stride` (lb columns from there, read
         // as its lb×k transpose); the three do not overlap.
         unsafe {
-            gemm::gemm(
-                o,
-                k,
-                lb,
-                dw.as_mut_ptr(),
-                1,
-                k as isize,
+            product(
+                [o, k, lb],
+                (dw.as_mut_ptr(), [k, 1]),
                 item > first,
-                gb.as_ptr(),
-                1,
-                l as isize,
-                rhs.as_ptr(),
-                stride as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism(parallel),
+                (gb.as_ptr(), [l, 1]),
+                (rhs.as_ptr(), [1, stride]),
+                parallel,
             );
         }
     }
